@@ -1,0 +1,27 @@
+// pvmw WebAssembly engine: the exports the TypeScript loader (src/wasm/loader.ts) binds.
+
+import { framesInit } from './frames';
+import { memmapInit } from './memmap';
+import { setLevels } from './pagetable';
+
+/** Reset an instance to an empty machine with the given number of paging levels. False: no memory. */
+export function init(levels: u32): bool {
+  setLevels(levels);
+  return framesInit() && memmapInit();
+}
+
+/** A scratch area of 256 bytes for results the host reads through a memory view (traces, statistics). */
+const scratch = memory.data(256);
+export function scratchPtr(): usize {
+  return scratch;
+}
+
+export { memoryBytes, framesTop, framesFree, framesBase } from './frames';
+export { errorAt, errorHeight, resultLo, resultHi, resultHeight } from './status';
+export { ptAllocRoot, ptFreeRoot, ptLookup, ptSetRange, ptSet, ptClearRange, ptStats, tablesInUse } from './pagetable';
+export {
+  rangeAdd, rangeStart, indexOf, folioCreate, folioFree, folioOf, isFolio, pageWord, pageMapcount, folioMapping,
+  folioIndex, entireMapcount, folioMapcount, folioSetFlags, pageSetFlags, pageMapcountAdd, entireMapcountAdd,
+  tagSet, tagGet, folioCount, sectionCount, tagChunkCount, sectionBytes, folioStats,
+} from './memmap';
+export { setSoftleafCode } from './softleaf';

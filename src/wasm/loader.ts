@@ -1,0 +1,119 @@
+import { readFileSync, existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { PvmwError } from '../errors.js';
+
+/** The engine's WebAssembly exports (assembly/index.ts). Numbers that may pass 2^32 cross as f64. */
+export interface WasmExports {
+  init(levels: number): number;
+  scratchPtr(): number;
+  memoryBytes(): number;
+  framesTop(): number;
+  framesFree(): number;
+  framesBase(): number;
+  errorAt(): number;
+  errorHeight(): number;
+  resultLo(): number;
+  resultHi(): number;
+  resultHeight(): number;
+  ptAllocRoot(): number;
+  ptFreeRoot(root: number): void;
+  ptLookup(root: number, va: number, height: number, trace: number): number;
+  ptSetRange(root: number, va: number, height: number, count: number, firstLo: number, firstHi: number, stepLo: number, stepHi: number): number;
+  ptSet(root: number, va: number, height: number, lo: number, hi: number): number;
+  ptClearRange(root: number, start: number, end: number): number;
+  ptStats(root: number, out: number): void;
+  tablesInUse(): number;
+  rangeAdd(ns: number, kind: number, base: number, pages: number): number;
+  rangeStart(i: number): number;
+  indexOf(ns: number, number: number): number;
+  folioCreate(g: number, order: number, flags: number, mapping: number, indexLo: number, indexHi: number): number;
+  folioFree(g: number): number;
+  folioOf(g: number): number;
+  isFolio(g: number): number;
+  pageWord(g: number): number;
+  pageMapcount(g: number): number;
+  folioMapping(g: number): number;
+  folioIndex(g: number): number;
+  entireMapcount(g: number): number;
+  folioMapcount(g: number): number;
+  folioSetFlags(g: number, set: number, clear: number): void;
+  pageSetFlags(g: number, n: number, set: number, clear: number): void;
+  pageMapcountAdd(g: number, n: number, delta: number): void;
+  entireMapcountAdd(g: number, delta: number): void;
+  tagSet(g: number, n: number, tag: number): number;
+  tagGet(g: number): number;
+  folioCount(): number;
+  sectionCount(): number;
+  tagChunkCount(): number;
+  sectionBytes(): number;
+  folioStats(out: number): void;
+  setSoftleafCode(type: number, code: number): void;
+}
+
+/** Status codes of assembly/status.ts. */
+export const WASM_STATUS = { OK: 0, NOMEM: -1, CONFLICT: -2, BUSY: -3, RANGE: -4, NOFOLIO: -5, RANGES: -6 } as const;
+
+const WASM_PAGE = 65536;
+const INITIAL_PAGES = 16;
+let cached: WebAssembly.Module | undefined;
+
+/** The package root: the nearest folder above this file holding build/release.wasm (src/ and dist/ alike). */
+function wasmPath(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    const p = join(dir, 'build', 'release.wasm');
+    if (existsSync(p)) return p;
+    dir = dirname(dir);
+  }
+  throw new PvmwError('INTERNAL', 'build/release.wasm not found: run "npm run build:wasm" first');
+}
+
+/** Compile the engine module once per process. */
+export function wasmModule(): WebAssembly.Module {
+  if (!cached) cached = new WebAssembly.Module(readFileSync(wasmPath()));
+  return cached;
+}
+
+/** One engine instance: its own memory (ceiling `maxBytes`) and exports. Views are re-made after growth. */
+export class WasmInstance {
+  readonly exports: WasmExports;
+  readonly memory: WebAssembly.Memory;
+  private buf: ArrayBuffer | undefined;
+  private u32v!: Uint32Array;
+  private u8v!: Uint8Array;
+
+  constructor(maxBytes: number, levels: number) {
+    const maximum = Math.floor(maxBytes / WASM_PAGE);
+    if (maximum < INITIAL_PAGES + 64) {
+      throw new PvmwError('MEMORY_LIMIT', `maxMemoryBytes ${maxBytes} is below the engine's minimum of ${(INITIAL_PAGES + 64) * WASM_PAGE}`);
+    }
+    this.memory = new WebAssembly.Memory({ initial: INITIAL_PAGES, maximum });
+    const inst = new WebAssembly.Instance(wasmModule(), { env: { memory: this.memory } });
+    this.exports = inst.exports as unknown as WasmExports;
+    if (!this.exports.init(levels)) {
+      throw new PvmwError('MEMORY_LIMIT', `maxMemoryBytes ${maxBytes} leaves no room for the engine's tables`);
+    }
+  }
+
+  private refresh(): void {
+    if (this.buf !== this.memory.buffer) {
+      this.buf = this.memory.buffer;
+      this.u32v = new Uint32Array(this.buf);
+      this.u8v = new Uint8Array(this.buf);
+    }
+  }
+  /** A u32 view of linear memory, valid until the next call that may grow memory. */
+  u32(): Uint32Array {
+    this.refresh();
+    return this.u32v;
+  }
+  u8(): Uint8Array {
+    this.refresh();
+    return this.u8v;
+  }
+  /** The u64 result register as [lo, hi]. */
+  result(): [number, number] {
+    return [this.exports.resultLo() >>> 0, this.exports.resultHi() >>> 0];
+  }
+}
