@@ -18,10 +18,11 @@ export function scratchPtr(): usize {
 
 export { memoryBytes, framesTop, framesFree, framesBase } from './frames';
 export { errorAt, errorHeight, resultLo, resultHi, resultHeight } from './status';
-export { ptAllocRoot, ptFreeRoot, ptLookup, ptSetRange, ptSet, ptClearRange, ptStats, tablesInUse } from './pagetable';
+export { ptAllocRoot, ptFreeRoot, ptLookup, ptSetRange, ptClearRange, ptAccountRange, ptStats, tablesInUse } from './pagetable';
 export {
   rangeAdd, rangeStart, indexOf, folioCreate, folioFree, folioOf, isFolio, pageWord, pageMapcount, folioMapping,
   folioIndex, entireMapcount, folioMapcount, folioSetFlags, pageSetFlags, pageMapcountAdd, entireMapcountAdd,
   tagSet, tagGet, folioCount, sectionCount, tagChunkCount, sectionBytes, folioStats,
 } from './memmap';
 export { setSoftleafCode } from './softleaf';
+export { setRmapConfig, entryMappedIndex, firstFreePage } from './mapcount';

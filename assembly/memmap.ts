@@ -246,18 +246,17 @@ export function pageSetFlags(gf: f64, n: u32, set: u32, clear: u32): void {
   }
 }
 
-/** Add delta to the mapcount of n pages from g (PTE mappings), and to the folio's large mapcount. */
+/** Add delta to the mapcount of n pages from g (PTE mappings), and to their folios' large mapcounts. */
 export function pageMapcountAdd(gf: f64, n: u32, delta: i32): void {
   const g = <u64>gf;
   for (let i: u64 = 0; i < <u64>n; i++) {
-    const d = descOf(g + i) + 4;
-    store<u32>(d, <u32>(<i32>load<u32>(d) + delta));
-  }
-  const head = <u64>folioOf(gf);
-  const hd = descOf(head);
-  if ((load<u32>(hd) & PG_ORDER_MASK) != 0) {
-    const p = hd + SLOT + 12;
-    store<u32>(p, <u32>(<i32>load<u32>(p) + delta * <i32>n));
+    const d = descOf(g + i);
+    store<u32>(d + 4, <u32>(<i32>load<u32>(d + 4) + delta));
+    const order = load<u32>(d) & PG_ORDER_MASK;
+    if (order != 0) {
+      const p = descOf((g + i) & ~((<u64>1 << order) - 1)) + SLOT + 12;
+      store<u32>(p, <u32>(<i32>load<u32>(p) + delta));
+    }
   }
 }
 

@@ -7,6 +7,7 @@
 import { allocFrame, freeFrame, reserveFrames, countAdd, countOf } from './frames';
 import { isTable, PTE_PFN_MASK, TABLE_FLAGS } from './entry';
 import { OK, E_NOMEM, E_CONFLICT, fail, setResult } from './status';
+import { account } from './mapcount';
 
 /** Number of paging levels (4 or 5), set by the host from its geometry table. */
 export let levels: u32 = 4;
@@ -103,7 +104,7 @@ export function ptLookup(root: f64, vaf: f64, h: u32, trace: usize): f64 {
  * them, and (h ≥ 1) none of the slots holds a table pointer. Returns the number of tables that must be
  * created, or a negative status.
  */
-function planSet(root: usize, start: u64, end: u64, h: u32): i64 {
+function planSet(root: usize, start: u64, end: u64, h: u32, mustBeNone: bool): i64 {
   let missing: i64 = 0;
   let va = start;
   const rh = rootHeight();
@@ -131,10 +132,10 @@ function planSet(root: usize, start: u64, end: u64, h: u32): i64 {
     }
     if (stopped) continue;
     const runEnd = minU64(end, alignDown(va, sizeOf(h + 1)) + sizeOf(h + 1));
-    if (h > 0) {
+    if (h > 0 || mustBeNone) {
       for (let a = va; a < runEnd; a += sizeOf(h)) {
         const e = load<u64>(slotOf(table, a, h));
-        if (e != 0 && isTable(e, h)) return <i64>fail(E_CONFLICT, <f64>a, h);
+        if (e != 0 && (mustBeNone || isTable(e, h))) return <i64>fail(E_CONFLICT, <f64>a, h);
       }
     }
     va = runEnd;
@@ -162,12 +163,13 @@ function tableFor(root: usize, va: u64, h: u32): usize {
 /**
  * Set `count` consecutive entries at height h from va: entry i = first + i·step (u64 arithmetic, so a
  * negative step is its two's complement). One call fills whole tables; nothing is changed on failure.
+ * With `mustBeNone`, every target slot must be empty (installing never overwrites).
  */
-export function ptSetRange(root: f64, vaf: f64, h: u32, count: u32, firstLo: u32, firstHi: u32, stepLo: u32, stepHi: u32): i32 {
+export function ptSetRange(root: f64, vaf: f64, h: u32, count: u32, firstLo: u32, firstHi: u32, stepLo: u32, stepHi: u32, mustBeNone: bool): i32 {
   const r = <usize>root;
   const start = <u64>vaf;
   const end = start + <u64>count * sizeOf(h);
-  const plan = planSet(r, start, end, h);
+  const plan = planSet(r, start, end, h, mustBeNone);
   if (plan < 0) return <i32>plan;
   if (plan > 0 && !reserveFrames(<u32>plan)) return fail(E_NOMEM, vaf);
   let v = (<u64>firstHi << 32) | <u64>firstLo;
@@ -194,12 +196,9 @@ export function ptSetRange(root: f64, vaf: f64, h: u32, count: u32, firstLo: u32
   return OK;
 }
 
-/** Set one entry. */
-export function ptSet(root: f64, vaf: f64, h: u32, lo: u32, hi: u32): i32 {
-  return ptSetRange(root, vaf, h, 1, lo, hi, 0, 0);
-}
 
 let cleared: u32 = 0;
+let unaccount: bool = false;
 
 function planClear(table: usize, h: u32, start: u64, end: u64): i32 {
   let va = start;
@@ -236,6 +235,7 @@ function doClear(table: usize, h: u32, start: u64, end: u64): void {
           dropTable(child);
         }
       } else {
+        if (unaccount) account(e, h, -1);
         store<u64>(slot, 0);
         countAdd(table, -1);
         cleared++;
@@ -248,9 +248,10 @@ function doClear(table: usize, h: u32, start: u64, end: u64): void {
 /**
  * Clear every leaf mapping [start, end) at any height and free the tables this empties (never the root).
  * A huge leaf only partly inside the range is a conflict, reported before anything changes. The number of
- * entries cleared is the result (resultLo).
+ * entries cleared is the result (resultLo). With `unaccountMappings`, each cleared mapping's mapcount change
+ * is undone (mapcount.ts).
  */
-export function ptClearRange(root: f64, startf: f64, endf: f64): i32 {
+export function ptClearRange(root: f64, startf: f64, endf: f64, unaccountMappings: bool): i32 {
   const r = <usize>root;
   const start = <u64>startf;
   const end = <u64>endf;
@@ -259,9 +260,34 @@ export function ptClearRange(root: f64, startf: f64, endf: f64): i32 {
   const p = planClear(r, rootHeight(), start, e);
   if (p != OK) return p;
   cleared = 0;
+  unaccount = unaccountMappings;
   doClear(r, rootHeight(), start, e);
   setResult(<u64>cleared);
   return OK;
+}
+
+let accounted: u32 = 0;
+
+function accountIn(table: usize, h: u32, start: u64, end: u64): void {
+  let va = start;
+  while (va < end) {
+    const e = load<u64>(slotOf(table, va, h));
+    const next = minU64(alignDown(va, sizeOf(h)) + sizeOf(h), end);
+    if (e != 0) {
+      if (h > 0 && isTable(e, h)) accountIn(tableOf(e), h - 1, va, next);
+      else accounted += account(e, h, 1);
+    }
+    va = next;
+  }
+}
+
+/** Count every mapping leaf in [start, end) once (after installing it). Returns the number counted. */
+export function ptAccountRange(root: f64, startf: f64, endf: f64): u32 {
+  accounted = 0;
+  const top = sizeOf(rootHeight() + 1);
+  const end = <u64>endf < top ? <u64>endf : top;
+  accountIn(<usize>root, rootHeight(), <u64>startf, end);
+  return accounted;
 }
 
 /** Statistics of one address space, written as u32 counters at `out`: [0..4] tables per height,

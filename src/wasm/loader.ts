@@ -19,9 +19,9 @@ export interface WasmExports {
   ptAllocRoot(): number;
   ptFreeRoot(root: number): void;
   ptLookup(root: number, va: number, height: number, trace: number): number;
-  ptSetRange(root: number, va: number, height: number, count: number, firstLo: number, firstHi: number, stepLo: number, stepHi: number): number;
-  ptSet(root: number, va: number, height: number, lo: number, hi: number): number;
-  ptClearRange(root: number, start: number, end: number): number;
+  ptSetRange(root: number, va: number, height: number, count: number, firstLo: number, firstHi: number, stepLo: number, stepHi: number, mustBeNone: number): number;
+  ptClearRange(root: number, start: number, end: number, unaccountMappings: number): number;
+  ptAccountRange(root: number, start: number, end: number): number;
   ptStats(root: number, out: number): void;
   tablesInUse(): number;
   rangeAdd(ns: number, kind: number, base: number, pages: number): number;
@@ -49,6 +49,9 @@ export interface WasmExports {
   sectionBytes(): number;
   folioStats(out: number): void;
   setSoftleafCode(type: number, code: number): void;
+  setRmapConfig(deviceNamespace: number, deviceExclusiveMaps: number, swpPfnBits: number): void;
+  entryMappedIndex(entryLo: number, entryHi: number, height: number): number;
+  firstFreePage(g: number, n: number): number;
 }
 
 /** Status codes of assembly/status.ts. */

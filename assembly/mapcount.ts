@@ -1,0 +1,67 @@
+// rmap accounting of installed entries (kernel-operations.md §0.2, §0.4; spec §6.5 with CONFIG_PAGE_MAPCOUNT):
+// which entries are mappings of a folio page, and the mapcount change a mapping makes. Present entries
+// (P or PROTNONE; not pte_special, the zero page and PFNMAP), device-private entries and, from 6.15 on,
+// device-exclusive entries map a page; migration, swap, hwpoison entries and markers do not. A PTE mapping
+// counts on the page (and the folio's large mapcount); a PMD or PUD leaf counts on the folio's entire
+// mapcount. Installing adds, clearing subtracts: one decision for both.
+
+import { ptePresent, pteNone, pmdPresent, leafPfn, swpType, swpOffset } from './entry';
+import { softleafCode } from './softleaf';
+import { indexOf, folioOf, pageMapcountAdd, entireMapcountAdd } from './memmap';
+
+/** Softleaf codes (src/model/softleaf.ts SOFTLEAF_CODE). */
+export const SL_DEVICE_PRIVATE_WRITE: u32 = 6;
+export const SL_DEVICE_PRIVATE_READ: u32 = 7;
+export const SL_DEVICE_EXCLUSIVE: u32 = 8;
+export const NS_PFN: u32 = 0;
+export const NS_DEVICE_PRIVATE: u32 = 1;
+const PAGE_SPECIAL: u64 = 1 << 9;
+
+/** Namespace of the numbers in device-private entries: pfn (today's kernel) or offset (the series). */
+let deviceNs: u32 = NS_PFN;
+/** Whether device-exclusive entries are mappings (6.15+: yes; v6.14: no). */
+let exclusiveMaps: bool = true;
+/** SWP_PFN_MASK: the pfn bits of a pfn-carrying softleaf's offset. */
+let swpPfnMask: u64 = (<u64>1 << 34) - 1;
+
+export function setRmapConfig(deviceNamespace: u32, deviceExclusiveMaps: bool, swpPfnBits: u32): void {
+  deviceNs = deviceNamespace;
+  exclusiveMaps = deviceExclusiveMaps;
+  swpPfnMask = (<u64>1 << swpPfnBits) - 1;
+}
+
+/** The global memmap index of the page a leaf at height h maps, or -1 if it maps none. */
+export function mappedIndex(e: u64, h: u32): f64 {
+  if (h == 0 ? pteNone(e) : e == 0) return -1;
+  if (h == 0 ? ptePresent(e) : pmdPresent(e)) {
+    if ((e & PAGE_SPECIAL) != 0) return -1;
+    return indexOf(NS_PFN, <f64>leafPfn(e, h));
+  }
+  const code = softleafCode(swpType(e));
+  const number = <f64>(swpOffset(e) & swpPfnMask);
+  if (code == SL_DEVICE_PRIVATE_WRITE || code == SL_DEVICE_PRIVATE_READ) return indexOf(deviceNs, number);
+  if (code == SL_DEVICE_EXCLUSIVE && exclusiveMaps) return indexOf(NS_PFN, number);
+  return -1;
+}
+
+/** Apply the mapcount change of one leaf. Returns 1 if it was a mapping of a folio page. */
+export function account(e: u64, h: u32, delta: i32): u32 {
+  const g = mappedIndex(e, h);
+  if (g < 0) return 0;
+  const head = folioOf(g);
+  if (head < 0) return 0;
+  if (h == 0) pageMapcountAdd(g, 1, delta);
+  else entireMapcountAdd(head, delta);
+  return 1;
+}
+
+/** First page in [g, g + n) that belongs to no folio, or -1 if all do. */
+export function firstFreePage(gf: f64, n: f64): f64 {
+  for (let i: f64 = 0; i < n; i++) if (folioOf(gf + i) < 0) return gf + i;
+  return -1;
+}
+
+/** mappedIndex for the host, the entry given as two u32 halves. */
+export function entryMappedIndex(lo: u32, hi: u32, h: u32): f64 {
+  return mappedIndex((<u64>hi << 32) | <u64>lo, h);
+}
