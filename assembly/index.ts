@@ -25,4 +25,4 @@ export {
   tagSet, tagGet, folioCount, sectionCount, tagChunkCount, sectionBytes, folioStats,
 } from './memmap';
 export { setSoftleafCode } from './softleaf';
-export { setRmapConfig, entryMappedIndex, firstFreePage } from './mapcount';
+export { setRmapConfig, entryMappedIndex, firstUnfitPage } from './mapcount';

@@ -7,7 +7,7 @@
 
 import { ptePresent, pteNone, pmdPresent, leafPfn, swpType, swpOffset } from './entry';
 import { softleafCode } from './softleaf';
-import { indexOf, folioOf, pageMapcountAdd, entireMapcountAdd } from './memmap';
+import { indexOf, folioOf, pageWord, pageMapcountAdd, entireMapcountAdd, PG_ORDER_MASK } from './memmap';
 
 /** Softleaf codes (src/model/softleaf.ts SOFTLEAF_CODE). */
 export const SL_DEVICE_PRIVATE_WRITE: u32 = 6;
@@ -55,9 +55,20 @@ export function account(e: u64, h: u32, delta: i32): u32 {
   return 1;
 }
 
-/** First page in [g, g + n) that belongs to no folio, or -1 if all do. */
-export function firstFreePage(gf: f64, n: f64): f64 {
-  for (let i: f64 = 0; i < n; i++) if (folioOf(gf + i) < 0) return gf + i;
+/**
+ * First page in [g, g + n) that belongs to no folio, or whose folio's head carries any of `forbidFlags`
+ * (e.g. hugetlb pages may not be PTE-mapped), or -1 if every page is fit to be mapped.
+ */
+export function firstUnfitPage(gf: f64, n: f64, forbidFlags: u32): f64 {
+  let i: f64 = 0;
+  while (i < n) {
+    const head = folioOf(gf + i);
+    if (head < 0) return gf + i;
+    const w = pageWord(head);
+    if ((w & forbidFlags) != 0) return gf + i;
+    // Skip to the end of this folio.
+    i = head + <f64>(<u64>1 << (w & PG_ORDER_MASK)) - gf;
+  }
   return -1;
 }
 

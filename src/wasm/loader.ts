@@ -51,7 +51,7 @@ export interface WasmExports {
   setSoftleafCode(type: number, code: number): void;
   setRmapConfig(deviceNamespace: number, deviceExclusiveMaps: number, swpPfnBits: number): void;
   entryMappedIndex(entryLo: number, entryHi: number, height: number): number;
-  firstFreePage(g: number, n: number): number;
+  firstUnfitPage(g: number, n: number, forbidFlags: number): number;
 }
 
 /** Status codes of assembly/status.ts. */

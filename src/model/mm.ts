@@ -1,0 +1,276 @@
+import { PvmwError, hex } from '../errors.js';
+import type { WasmInstance } from '../wasm/loader.js';
+import { decodeEntry, type DecodeContext, type DecodedEntry } from './decode.js';
+import { encodePresent, encodeSoftleaf, rawFromBigInt, rawToBigInt, LEAF_PAGES, type PresentBits, type RawEntry, type SoftleafSpec } from './entry.js';
+import { FOLIO_FLAG, type Folios, type PageInfo } from './folio.js';
+import { checkRange, LEAF_LEVELS, leafLevel, PAGE_SIZE, type Geometry, type LeafLevel, type LevelName } from './geometry.js';
+import type { PhysMem } from './physmem.js';
+import { isDevicePrivateKind, isMigration, type SoftleafKind } from './softleaf.js';
+import { VmaSet, type Vma, type VmaSpec } from './vma.js';
+
+/** What the engine shares with each of its address spaces. */
+export interface EngineContext {
+  geo: Geometry;
+  decode: DecodeContext;
+  wasm: WasmInstance;
+  mem: PhysMem;
+  folios: Folios;
+}
+
+/** A present leaf: the pfn and any of its §3.2 bits. */
+export type PresentSpec = { kind: 'present'; number: number } & Partial<PresentBits>;
+/** An entry to install: present, or any softleaf (entry.ts SoftleafSpec). */
+export type EntrySpec = PresentSpec | SoftleafSpec;
+
+export interface MapSpec {
+  /** Level of the entries (default 'pte'). */
+  level?: LeafLevel;
+  /** Number of consecutive entries (default 1). pfns and offsets advance by the pages each entry maps. */
+  count?: number;
+  entry: EntrySpec;
+}
+
+/** One level of a translation, root first (like crash's vtop). */
+export interface TraceStep {
+  level: LevelName;
+  raw: RawEntry;
+  entry: DecodedEntry;
+}
+
+export interface Translation {
+  address: number;
+  steps: TraceStep[];
+  /** The entry where the descent ended (a leaf, or none). */
+  leaf: TraceStep;
+  /** The folio page the leaf maps, if it maps one. */
+  page?: PageInfo;
+}
+
+const HEIGHT: Record<LeafLevel, number> = { pte: 0, pmd: 1, pud: 2 };
+const HUGETLB_LEVEL = { '2M': 'pmd', '1G': 'pud' } as const;
+
+/** The level name of a height (0 = PTE) with this geometry. */
+export function levelOfHeight(geo: Geometry, h: number): LevelName {
+  return geo.table[geo.table.length - 1 - h].name;
+}
+
+/**
+ * An address space (mm_struct): its page tables in WebAssembly memory and its VMAs. Installing entries keeps
+ * the mapcounts of the folios they map (assembly/mapcount.ts decides which entries are mappings); every
+ * check runs before anything changes.
+ */
+export class Mm {
+  readonly vmas = new VmaSet();
+  private rootAddr: number;
+
+  constructor(
+    readonly id: number,
+    private readonly ctx: EngineContext,
+  ) {
+    const root = ctx.wasm.exports.ptAllocRoot();
+    if (root === 0) throw new PvmwError('MEMORY_LIMIT', `no memory left for the page tables of mm ${id}`);
+    this.rootAddr = root;
+  }
+
+  get freed(): boolean {
+    return this.rootAddr === 0;
+  }
+
+  /** The root table's address in linear memory (for the walk engine). */
+  get root(): number {
+    if (this.freed) throw new PvmwError('MM_FREED', `mm ${this.id} was freed`);
+    return this.rootAddr;
+  }
+
+  addVma(spec: VmaSpec): Vma {
+    void this.root;
+    return this.vmas.insert(spec, this.ctx.geo);
+  }
+
+  /** Remove a VMA together with every entry inside it (mapcounts follow). */
+  removeVma(vma: Vma): void {
+    this.clear(vma.start, vma.end);
+    this.vmas.remove(vma);
+  }
+
+  /** Install `count` entries from `addr`, which must all be none. */
+  map(addr: number, spec: MapSpec): void {
+    const root = this.root;
+    const { geo, wasm } = this.ctx;
+    const level = leafLevel(spec.level ?? 'pte');
+    const count = spec.count ?? 1;
+    if (!Number.isInteger(count) || count < 1 || count >= 2 ** 32) {
+      throw new PvmwError('BAD_RANGE', `count must be a whole number from 1 to ${hex(2 ** 32 - 1)}, got ${JSON.stringify(spec.count)}`);
+    }
+    const size = 2 ** LEAF_LEVELS[level];
+    const end = addr + count * size;
+    checkRange(geo, addr, end, size);
+    this.checkVmas(addr, end, level);
+
+    const entry = spec.entry;
+    const stride = this.stride(entry, level);
+    const first = this.encode(level, entry, 0);
+    if (count > 1) this.encode(level, entry, (count - 1) * stride); // the last entry must be valid too
+    const step = count > 1 ? this.encode(level, entry, stride) : first;
+    const stepRaw = rawFromBigInt((rawToBigInt(step) - rawToBigInt(first)) & 0xffff_ffff_ffff_ffffn);
+    this.checkTargets(addr, level, first, count, stride);
+
+    const x = wasm.exports;
+    const st = x.ptSetRange(root, addr, HEIGHT[level], count, first.lo, first.hi, stepRaw.lo, stepRaw.hi, 1);
+    if (st === -2) throw this.conflict('cannot install', x.errorAt(), x.errorHeight());
+    if (st === -1) throw new PvmwError('MEMORY_LIMIT', `installing ${count} ${level} entries at ${hex(addr)} would pass the engine's memory ceiling`);
+    if (st !== 0) throw new PvmwError('INTERNAL', `ptSetRange returned ${st}`);
+    x.ptAccountRange(root, addr, end);
+  }
+
+  /** Clear every entry mapping [start, end); returns how many were cleared. */
+  clear(start: number, end: number): number {
+    const root = this.root;
+    checkRange(this.ctx.geo, start, end);
+    const x = this.ctx.wasm.exports;
+    const st = x.ptClearRange(root, start, end, 1);
+    if (st === -2) throw this.conflict('cannot clear part of', x.errorAt(), x.errorHeight());
+    if (st !== 0) throw new PvmwError('INTERNAL', `ptClearRange returned ${st}`);
+    return x.resultLo() >>> 0;
+  }
+
+  /** The entry mapping `addr`: the leaf at any level, or the none entry where the descent stopped. */
+  entryAt(addr: number): TraceStep {
+    return this.translate(addr).leaf;
+  }
+
+  /** Walk the tables for `addr` from the root, reporting every level visited (like crash's vtop). */
+  translate(addr: number): Translation {
+    const root = this.root;
+    const { geo, wasm } = this.ctx;
+    checkRange(geo, addr - (addr % PAGE_SIZE), addr - (addr % PAGE_SIZE) + PAGE_SIZE);
+    const x = wasm.exports;
+    const trace = x.scratchPtr();
+    x.ptLookup(root, addr - (addr % PAGE_SIZE), 0, trace);
+    const stopHeight = x.resultHeight();
+    const u32 = wasm.u32();
+    const steps: TraceStep[] = [];
+    for (let h = geo.levels - 1; h >= stopHeight; h--) {
+      const i = (trace >>> 2) + 2 * (geo.levels - 1 - h);
+      const raw = { lo: u32[i] >>> 0, hi: u32[i + 1] >>> 0 };
+      const level = levelOfHeight(geo, h);
+      steps.push({ level, raw, entry: decodeEntry(raw, level, this.ctx.decode) });
+    }
+    const leaf = steps[steps.length - 1];
+    const t: Translation = { address: addr, steps, leaf };
+    const h = stopHeight;
+    if (h <= 2) {
+      const g = x.entryMappedIndex(leaf.raw.lo, leaf.raw.hi, h);
+      if (g >= 0 && leaf.entry.namespace && leaf.entry.number !== null) {
+        // The page at addr inside a huge leaf.
+        const inLeaf = Math.floor((addr % 2 ** LEAF_LEVELS[leafLevel(leaf.level)]) / PAGE_SIZE);
+        t.page = this.ctx.folios.lookup(leaf.entry.namespace, leaf.entry.number + inLeaf);
+      }
+    }
+    return t;
+  }
+
+  /** Tables per level and leaf entries per level. */
+  stats(): { tables: Record<string, number>; leaves: Record<LeafLevel, number> } {
+    const root = this.root;
+    const { geo, wasm } = this.ctx;
+    const out = wasm.exports.scratchPtr();
+    wasm.exports.ptStats(root, out);
+    const u32 = wasm.u32();
+    const tables: Record<string, number> = {};
+    for (let h = 0; h < geo.levels; h++) tables[levelOfHeight(geo, h)] = u32[(out >>> 2) + h];
+    return { tables, leaves: { pte: u32[(out >>> 2) + 5], pmd: u32[(out >>> 2) + 6], pud: u32[(out >>> 2) + 7] } };
+  }
+
+  /** Tear down: clear every entry (mapcounts follow) and free all tables. */
+  free(): void {
+    const root = this.root;
+    const x = this.ctx.wasm.exports;
+    x.ptClearRange(root, 0, this.ctx.geo.taskSize, 1);
+    x.ptFreeRoot(root);
+    this.rootAddr = 0;
+  }
+
+  // --- checks -----------------------------------------------------------------------------------------
+
+  private checkVmas(start: number, end: number, level: LeafLevel): void {
+    if (!this.vmas.covers(start, end)) {
+      throw new PvmwError('NO_VMA', `[${hex(start)}, ${hex(end)}) is not inside the VMAs of mm ${this.id}`);
+    }
+    for (const v of this.vmas.overlapping(start, end)) {
+      const want = v.flags.hugetlb ? HUGETLB_LEVEL[v.flags.hugetlb] : null;
+      if (want ? level !== want : level === 'pud') {
+        throw new PvmwError('BAD_ENTRY', want
+          ? `hugetlb ${v.flags.hugetlb} VMA ${hex(v.start)}-${hex(v.end)} takes ${want} entries, not ${level}`
+          : `${level} leaves exist only in 1G hugetlb VMAs; VMA ${hex(v.start)}-${hex(v.end)} is not one`);
+      }
+    }
+  }
+
+  /** Pages the number advances by per entry (0: the same value each time). */
+  private stride(entry: EntrySpec, level: LeafLevel): number {
+    if (entry.kind === 'marker') return 0;
+    if (entry.kind === 'swap') return 1;
+    return LEAF_PAGES[level];
+  }
+
+  private encode(level: LeafLevel, entry: EntrySpec, advance: number): RawEntry {
+    const { decode } = this.ctx;
+    if (entry.kind === 'present') {
+      const { kind: _k, number, ...bits } = entry;
+      return encodePresent(level, number + advance, bits);
+    }
+    if (entry.kind === 'marker') return encodeSoftleaf(decode.table, decode.swpPfnBits, entry);
+    if (entry.kind === 'swap') return encodeSoftleaf(decode.table, decode.swpPfnBits, { ...entry, offset: entry.offset + advance });
+    return encodeSoftleaf(decode.table, decode.swpPfnBits, { ...entry, number: entry.number + advance });
+  }
+
+  /** The numbers the entries name must be in memory of the right kind, and mappings must map folio pages. */
+  private checkTargets(addr: number, level: LeafLevel, first: RawEntry, count: number, stride: number): void {
+    const { decode, mem, wasm } = this.ctx;
+    const d = decodeEntry(first, level, decode);
+    if (d.kind === 'swap' || d.kind === 'marker' || d.namespace === null || d.number === null) return;
+    const pages = (count - 1) * stride + LEAF_PAGES[level];
+    const range = mem.require(d.namespace, d.number, pages);
+    const kind = d.kind as SoftleafKind | 'present';
+    const device = kind !== 'present' && isDevicePrivateKind(kind);
+    if (device && range.kind !== 'device-private') {
+      throw new PvmwError('PFN_RANGE', `${kind} entry names ${hex(d.number)}, which is not device-private memory`);
+    }
+    if (!device && range.kind === 'device-private' && !(kind !== 'present' && isMigration(kind))) {
+      throw new PvmwError('PFN_RANGE', `${kind} entry names ${hex(d.number)}, which is device-private memory`);
+    }
+    if (kind === 'present' && d.present?.special) return; // pte_special: no struct page behind it
+    const x = wasm.exports;
+    const g0 = range.start + (d.number - range.base);
+    const forbid = level === 'pte' ? FOLIO_FLAG.hugetlb : 0;
+    const bad = x.firstUnfitPage(g0, pages, forbid);
+    if (bad >= 0) {
+      const n = range.base + (bad - range.start);
+      throw new PvmwError(x.folioOf(bad) < 0 ? 'NO_FOLIO' : 'BAD_ENTRY', x.folioOf(bad) < 0
+        ? `${d.namespace === 'pfn' ? 'pfn' : 'device-private offset'} ${hex(n)} belongs to no folio`
+        : `hugetlb folio page ${hex(n)} cannot be mapped by a PTE`);
+    }
+    if (level === 'pte') return;
+    const order = level === 'pmd' ? 9 : 18;
+    const size = 2 ** LEAF_LEVELS[level];
+    for (let i = 0; i < count; i++) {
+      const g = g0 + i * stride;
+      const w = x.pageWord(g) >>> 0;
+      if (x.isFolio(g) === 0 || (w & 0x1f) !== order) {
+        throw new PvmwError('BAD_ENTRY', `a ${level} leaf must map a whole order-${order} folio; ${hex(d.number + i * stride)} is not the head of one`);
+      }
+      const hugetlbVma = this.vmas.find(addr + i * size)?.flags.hugetlb != null;
+      if (hugetlbVma !== ((w & FOLIO_FLAG.hugetlb) !== 0)) {
+        throw new PvmwError('BAD_ENTRY', hugetlbVma
+          ? `hugetlb VMA at ${hex(addr + i * size)} can only map hugetlb folios; ${hex(d.number + i * stride)} is not one`
+          : `hugetlb folio ${hex(d.number + i * stride)} can only be mapped in a hugetlb VMA`);
+      }
+    }
+  }
+
+  private conflict(what: string, at: number, height: number): PvmwError {
+    const level = levelOfHeight(this.ctx.geo, height);
+    return new PvmwError('ENTRY_CONFLICT', `${what} ${hex(at)}: the ${level} entry there is in the way (a leaf, a table, or not none)`);
+  }
+}
