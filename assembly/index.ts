@@ -26,3 +26,4 @@ export {
 } from './memmap';
 export { setSoftleafCode } from './softleaf';
 export { setRmapConfig, entryMappedIndex, firstUnfitPage } from './mapcount';
+export { codecLeaf, codecLeafPfn, codecSwp, codecSwpType, codecSwpOffset, codecClassify } from './codec';

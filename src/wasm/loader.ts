@@ -52,6 +52,12 @@ export interface WasmExports {
   setRmapConfig(deviceNamespace: number, deviceExclusiveMaps: number, swpPfnBits: number): void;
   entryMappedIndex(entryLo: number, entryHi: number, height: number): number;
   firstUnfitPage(g: number, n: number, forbidFlags: number): number;
+  codecLeaf(pfn: number, height: number, protLo: number, protHi: number): void;
+  codecLeafPfn(lo: number, hi: number, height: number): number;
+  codecSwp(type: number, offset: number): void;
+  codecSwpType(lo: number, hi: number): number;
+  codecSwpOffset(lo: number, hi: number): number;
+  codecClassify(lo: number, hi: number, height: number): number;
 }
 
 /** Status codes of assembly/status.ts. */
