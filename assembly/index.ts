@@ -20,9 +20,9 @@ export { memoryBytes, framesTop, framesFree, framesBase } from './frames';
 export { errorAt, errorHeight, resultLo, resultHi, resultHeight } from './status';
 export { ptAllocRoot, ptFreeRoot, ptLookup, ptSetRange, ptClearRange, ptAccountRange, ptStats, tablesInUse } from './pagetable';
 export {
-  rangeAdd, rangeStart, indexOf, folioCreate, folioFree, folioOf, isFolio, pageWord, pageMapcount, folioMapping,
+  rangeAdd, rangeStart, indexOf, folioCreate, folioCreateRange, folioFree, folioOf, isFolio, pageWord, pageMapcount, folioMapping,
   folioIndex, entireMapcount, folioMapcount, folioSetFlags, pageSetFlags, pageMapcountAdd, entireMapcountAdd,
-  tagSet, tagGet, folioCount, sectionCount, tagChunkCount, sectionBytes, folioStats,
+  tagSet, tagGet, folioCount, sectionCount, tagChunkCount, sectionBytes, memmapFixedBytes, folioStats,
 } from './memmap';
 export { setSoftleafCode } from './softleaf';
 export { setRmapConfig, entryMappedIndex, firstUnfitPage } from './mapcount';

@@ -178,6 +178,32 @@ export function folioCreate(gf: f64, order: u32, flags: u32, mapping: u32, index
   return OK;
 }
 
+/**
+ * Create `count` consecutive folios of one order from g, the index advancing by `indexStep` per folio. All
+ * pages must be free; the sections are reserved first, so a failure creates nothing.
+ */
+export function folioCreateRange(gf: f64, order: u32, count: u32, flags: u32, mapping: u32, indexf: f64, indexStep: f64): i32 {
+  const g = <u64>gf;
+  const n = <u64>count << order;
+  const m = missingSections(g, n);
+  if (m > 0 && !reserveBlock(m * (SECTION_FRAMES + 1))) return fail(E_NOMEM, gf);
+  for (let i: u64 = 0; i < n; i++) {
+    const d = descOf(g + i);
+    if (d == 0) {
+      i |= SECTION_PAGES - 1;
+      continue;
+    }
+    if ((load<u32>(d) & PG_USED) != 0) return fail(E_BUSY, <f64>(g + i));
+  }
+  let index = <u64>indexf;
+  for (let k: u32 = 0; k < count; k++) {
+    const st = folioCreate(<f64>(g + (<u64>k << order)), order, flags, mapping, <u32>index, <u32>(index >> 32));
+    if (st != OK) return st; // cannot happen: checked and reserved above
+    index += <u64>indexStep;
+  }
+  return OK;
+}
+
 /** Free the folio whose head is g: its descriptors and content tags return to zero. */
 export function folioFree(gf: f64): i32 {
   const g = <u64>gf;
@@ -320,6 +346,10 @@ export function sectionCount(): u32 {
 }
 export function tagChunkCount(): u32 {
   return nTagChunks;
+}
+/** Frames the memmap holds for its whole life: the section table and the range table. */
+export function memmapFixedBytes(): u32 {
+  return (128 + 9) << 12;
 }
 export function sectionBytes(): u32 {
   return (SECTION_FRAMES + 1) << 12;

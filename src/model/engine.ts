@@ -97,6 +97,11 @@ export class Engine {
     return this.folios.create(spec);
   }
 
+  /** Create `count` folios back to back (one WebAssembly call); returns the first id (ids step by 2^order). */
+  createFolios(spec: FolioSpec, count: number): FolioId {
+    return this.folios.createRange(spec, count);
+  }
+
   folio(id: FolioId): FolioInfo {
     return this.folios.info(id);
   }
@@ -124,7 +129,7 @@ export class Engine {
       tables,
       memmapBytes,
       tagBytes,
-      fixedBytes: x.framesBase() + 137 * 4096,
+      fixedBytes: x.framesBase() + x.memmapFixedBytes(),
       freeBytes,
       folios: x.folioCount() >>> 0,
     };

@@ -103,6 +103,18 @@ export class Folios {
 
   /** Create a folio. Every check happens first; a failure leaves memory unchanged. */
   create(spec: FolioSpec): FolioId {
+    return this.createRange(spec, 1);
+  }
+
+  /**
+   * Create `count` folios of the same kind back to back from spec.number, each one's index following the
+   * previous folio's pages (a file's page cache, or an anon range). One WebAssembly call creates them all;
+   * the ids are first + k·2^order. A failure creates none.
+   */
+  createRange(spec: FolioSpec, count: number): FolioId {
+    if (!Number.isInteger(count) || count < 1 || count >= 2 ** 32) {
+      throw new PvmwError('BAD_RANGE', `folio count must be a whole number from 1 to ${hex(2 ** 32 - 1)}, got ${JSON.stringify(count)}`);
+    }
     const namespace = spec.namespace ?? 'pfn';
     if (namespace !== 'pfn' && namespace !== 'device-private') {
       throw new PvmwError('BAD_SETTING', `namespace must be pfn or device-private, got ${JSON.stringify(namespace)}`);
@@ -123,7 +135,7 @@ export class Folios {
       }
     }
     const nr = 2 ** order;
-    const range = this.mem.require(namespace, spec.number, nr);
+    const range = this.mem.require(namespace, spec.number, nr * count);
     if (spec.number % nr !== 0) {
       throw new PvmwError('BAD_ORDER', `${namespace === 'pfn' ? 'pfn' : 'offset'} ${hex(spec.number)} is not aligned to an order-${order} folio (${hex(nr)} pages)`);
     }
@@ -140,13 +152,16 @@ export class Folios {
       mapping = wholeIn('anonVma', spec.anonVma ?? 0, MAPPING_LIMIT);
     }
     const index = wholeIn('index', spec.index ?? 0, INDEX_LIMIT);
+    if (index + (count - 1) * nr >= INDEX_LIMIT) {
+      throw new PvmwError('BAD_SETTING', `the last folio's index ${hex(index + (count - 1) * nr)} passes ${hex(INDEX_LIMIT - 1)}`);
+    }
     for (const [k, v] of Object.entries(spec.flags ?? {})) {
       if (!SETTABLE.includes(k as FolioFlagName)) throw new PvmwError('BAD_SETTING', `unknown folio flag ${JSON.stringify(k)}`);
       if (v) flags |= FOLIO_FLAG[k as FolioFlagName];
     }
     const g = range.start + (spec.number - range.base);
     const x = this.wasm.exports;
-    const st = x.folioCreate(g, order, flags, mapping >>> 0, index % 2 ** 32, Math.floor(index / 2 ** 32));
+    const st = x.folioCreateRange(g, order, count, flags, mapping >>> 0, index, nr);
     if (st === -3) {
       const busy = this.mem.numberOf(x.errorAt());
       throw new PvmwError('FOLIO_BUSY', `${hex(busy.number)} already belongs to folio ${hex(x.folioOf(x.errorAt()))}; cannot create an order-${order} folio at ${hex(spec.number)}`);

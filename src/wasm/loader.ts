@@ -28,6 +28,7 @@ export interface WasmExports {
   rangeStart(i: number): number;
   indexOf(ns: number, number: number): number;
   folioCreate(g: number, order: number, flags: number, mapping: number, indexLo: number, indexHi: number): number;
+  folioCreateRange(g: number, order: number, count: number, flags: number, mapping: number, index: number, indexStep: number): number;
   folioFree(g: number): number;
   folioOf(g: number): number;
   isFolio(g: number): number;
@@ -47,6 +48,7 @@ export interface WasmExports {
   sectionCount(): number;
   tagChunkCount(): number;
   sectionBytes(): number;
+  memmapFixedBytes(): number;
   folioStats(out: number): void;
   setSoftleafCode(type: number, code: number): void;
   setRmapConfig(deviceNamespace: number, deviceExclusiveMaps: number, swpPfnBits: number): void;
@@ -84,6 +86,31 @@ export function wasmModule(): WebAssembly.Module {
   return cached;
 }
 
+/**
+ * Wrap every export so that a WebAssembly trap (a pvmw bug: an out-of-bounds access or unreachable) becomes
+ * a PvmwError with code INTERNAL, and the instance refuses further calls: its state can no longer be trusted.
+ */
+function guard(raw: WasmExports): WasmExports {
+  let broken: string | undefined;
+  const out: Record<string, unknown> = {};
+  for (const [name, f] of Object.entries(raw)) {
+    if (typeof f !== 'function') continue;
+    out[name] = (...args: number[]) => {
+      if (broken) throw new PvmwError('INTERNAL', `this engine stopped after a WebAssembly trap in ${broken}; create a new engine`);
+      try {
+        return (f as (...a: number[]) => unknown)(...args);
+      } catch (err) {
+        if (err instanceof WebAssembly.RuntimeError) {
+          broken = name;
+          throw new PvmwError('INTERNAL', `WebAssembly trap in ${name}(${args.join(', ')}): ${err.message}`);
+        }
+        throw err;
+      }
+    };
+  }
+  return out as unknown as WasmExports;
+}
+
 /** One engine instance: its own memory (ceiling `maxBytes`) and exports. Views are re-made after growth. */
 export class WasmInstance {
   readonly exports: WasmExports;
@@ -99,7 +126,7 @@ export class WasmInstance {
     }
     this.memory = new WebAssembly.Memory({ initial: INITIAL_PAGES, maximum });
     const inst = new WebAssembly.Instance(wasmModule(), { env: { memory: this.memory } });
-    this.exports = inst.exports as unknown as WasmExports;
+    this.exports = guard(inst.exports as unknown as WasmExports);
     if (!this.exports.init(levels)) {
       throw new PvmwError('MEMORY_LIMIT', `maxMemoryBytes ${maxBytes} leaves no room for the engine's tables`);
     }

@@ -1,0 +1,78 @@
+// npm run bench [-- --json] [-- --large]: the memory budget and population throughput of the model.
+// Throughput figures come from tinybench (throws: true); memory figures from the engine's own accounting.
+import { Bench } from 'tinybench';
+import { Engine } from '../src/index.js';
+import { BUDGET_CASES, LARGE_CASES, measureBudget, type BudgetResult } from './budget.js';
+
+const args = new Set(process.argv.slice(2));
+const json = args.has('--json');
+const log = (s: string) => process.stderr.write(s + '\n');
+
+function fmtBytes(n: number): string {
+  const u = ['B', 'KiB', 'MiB', 'GiB'];
+  let i = 0;
+  while (n >= 1024 && i < u.length - 1) (n /= 1024), i++;
+  return `${n.toFixed(i ? 1 : 0)} ${u[i]}`;
+}
+
+async function throughput() {
+  const N = 2 ** 20;
+  const e = new Engine({ ramPages: 2 * N });
+  e.createFolios({ number: 0 }, N);
+  const mm = e.createMm();
+  const base = 2 ** 40;
+  mm.addVma({ start: base, end: base + N * 4096 });
+  let fresh = new Engine({ ramPages: N });
+  const bench = new Bench({ throws: true, time: 500 });
+  bench
+    .add(`map ${N} PTEs + rmap accounting (one call)`, () => {
+      mm.map(base, { count: N, entry: { kind: 'present', number: 0 } });
+      mm.clear(base, base + N * 4096);
+    })
+    .add(`create ${N} order-0 folios (one call)`, () => {
+      fresh.createFolios({ number: 0 }, N);
+    }, { beforeEach: () => { fresh = new Engine({ ramPages: N }); } })
+    .add('translate one address (vtop, decoded)', () => {
+      mm.translate(base + 4096 * 12345);
+    });
+  await bench.run();
+  return bench.tasks.map((t) => {
+    const r = t.result as unknown as { throughput?: { mean: number }; latency?: { mean: number } };
+    const opsPerSec = r.throughput?.mean ?? 0;
+    const perOp = t.name.startsWith('map') || t.name.startsWith('create') ? N : 1;
+    return { name: t.name, opsPerSec, itemsPerSec: opsPerSec * perOp, meanMs: r.latency?.mean ?? 0 };
+  });
+}
+
+async function main() {
+  const cases = args.has('--large') ? [...BUDGET_CASES, ...LARGE_CASES] : BUDGET_CASES;
+  const budget: BudgetResult[] = [];
+  for (const c of cases) {
+    log(`budget: ${c.name} …`);
+    budget.push(measureBudget(c));
+  }
+  log('throughput …');
+  const tp = await throughput();
+  if (json) {
+    process.stdout.write(JSON.stringify({ node: process.version, budget, throughput: tp }, null, 2) + '\n');
+    return;
+  }
+  console.log('Memory budget (goal: tables ~8 B per mapping; <= 16 B per folio + <= 4 B per page)');
+  console.table(budget.map((b) => ({
+    case: b.name,
+    mappings: b.mappings,
+    'tables B/mapping': b.perMapping.tables.toFixed(2),
+    'memmap B/folio': b.perFolio.memmap.toFixed(2),
+    'memmap B/page': b.perPage.memmap.toFixed(2),
+    wasm: fmtBytes(b.bytes.wasm),
+    'build s': b.seconds.total.toFixed(2),
+    mapcount: b.mapcountCheck,
+  })));
+  console.log('Population throughput (tinybench)');
+  console.table(tp.map((t) => ({ task: t.name, 'items/s': Math.round(t.itemsPerSec).toLocaleString('en'), 'mean ms': t.meanMs.toFixed(3) })));
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
