@@ -28,12 +28,16 @@ export function framesInit(): bool {
   freeCount = 0;
   tagFrames = 0;
   sectionFrames = 0;
-  return ensureBytes(frameBase);
+  return ensureBytes(<u64>frameBase);
 }
 
-/** Grow memory so that [0, end) is addressable. Returns false (memory unchanged) if the ceiling forbids it. */
-function ensureBytes(end: usize): bool {
-  const have = <usize>memory.size() * WASM_PAGE;
+/**
+ * Grow memory so that [0, end) is addressable. Returns false (memory unchanged) if the ceiling forbids it.
+ * Sizes are u64: a request near or past 4 GiB must fail, never wrap around.
+ */
+function ensureBytes(end: u64): bool {
+  if (end > (<u64>1 << 32)) return false;
+  const have = <u64>memory.size() * <u64>WASM_PAGE;
   if (end <= have) return true;
   const need = <i32>((end - have + WASM_PAGE - 1) / WASM_PAGE);
   // Grow by at least 1/8 of the current size to amortise, falling back to the exact need near the ceiling.
@@ -45,12 +49,12 @@ function ensureBytes(end: usize): bool {
 /** Ensure `n` single frames can be allocated without failing. */
 export function reserveFrames(n: u32): bool {
   if (n <= freeCount) return true;
-  return ensureBytes(frameTop + <usize>(n - freeCount) * FRAME_SIZE);
+  return ensureBytes(<u64>frameTop + <u64>(n - freeCount) * FRAME_SIZE);
 }
 
 /** Ensure a block of `n` contiguous frames can be allocated. */
 export function reserveBlock(n: u32): bool {
-  return ensureBytes(frameTop + <usize>n * FRAME_SIZE);
+  return ensureBytes(<u64>frameTop + <u64>n * FRAME_SIZE);
 }
 
 /** A zeroed frame, or 0 if memory cannot grow. */
@@ -62,7 +66,7 @@ export function allocFrame(): usize {
     freeCount--;
     return f;
   }
-  if (!ensureBytes(frameTop + FRAME_SIZE)) return 0;
+  if (!ensureBytes(<u64>frameTop + FRAME_SIZE)) return 0;
   const f = frameTop;
   frameTop += FRAME_SIZE;
   return f;
@@ -77,7 +81,7 @@ export function freeFrame(f: usize): void {
 
 /** A zeroed block of `n` contiguous frames, or 0. Blocks are never split; freed ones are reused whole. */
 export function allocBlock(n: u32): usize {
-  if (!ensureBytes(frameTop + <usize>n * FRAME_SIZE)) return 0;
+  if (!ensureBytes(<u64>frameTop + <u64>n * FRAME_SIZE)) return 0;
   const f = frameTop;
   frameTop += <usize>n * FRAME_SIZE;
   return f;

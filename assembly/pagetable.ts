@@ -55,7 +55,6 @@ function dropTable(t: usize): void {
 
 /** A new empty root table (PGD), or 0 if memory is exhausted. */
 export function ptAllocRoot(): f64 {
-  if (!reserveFrames(1)) return <f64>fail(E_NOMEM, 0);
   return <f64>newTable();
 }
 
@@ -171,7 +170,7 @@ export function ptSetRange(root: f64, vaf: f64, h: u32, count: u32, firstLo: u32
   const end = start + <u64>count * sizeOf(h);
   const plan = planSet(r, start, end, h, mustBeNone);
   if (plan < 0) return <i32>plan;
-  if (plan > 0 && !reserveFrames(<u32>plan)) return fail(E_NOMEM, vaf);
+  if (plan > 0 && (plan > <i64>0xffff_ffff || !reserveFrames(<u32>plan))) return fail(E_NOMEM, vaf);
   let v = (<u64>firstHi << 32) | <u64>firstLo;
   const step = (<u64>stepHi << 32) | <u64>stepLo;
   let va = start;

@@ -25,6 +25,8 @@ export interface MemoryUsage {
   fixedBytes: number;
   /** Frames on the free list, ready for reuse. */
   freeBytes: number;
+  /** Memory grown ahead of need (linear memory grows by at least 1/8 at a time). */
+  headroomBytes: number;
   folios: number;
 }
 
@@ -106,7 +108,8 @@ export class Engine {
     return this.folios.info(id);
   }
 
-  /** The folio and page named by (namespace, number), or undefined for a page in no folio. */
+  /** The folio and page named by (namespace, number), or undefined for a page in no folio; a number beyond
+   *  physical and device memory is a PFN_RANGE error. */
   page(namespace: Namespace, number: number): PageInfo | undefined {
     return this.folios.lookup(namespace, number);
   }
@@ -131,6 +134,7 @@ export class Engine {
       tagBytes,
       fixedBytes: x.framesBase() + x.memmapFixedBytes(),
       freeBytes,
+      headroomBytes: x.memoryBytes() - x.framesTop(),
       folios: x.folioCount() >>> 0,
     };
   }

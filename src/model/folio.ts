@@ -177,7 +177,9 @@ export class Folios {
   }
 
   require(id: FolioId): void {
-    if (!this.exists(id)) throw new PvmwError('NO_FOLIO', `no folio has id ${typeof id === 'number' ? hex(id) : JSON.stringify(id)}`);
+    if (!this.exists(id)) {
+      throw new PvmwError('NO_FOLIO', `no folio has id ${Number.isInteger(id) && id >= 0 ? hex(id) : JSON.stringify(id)}`);
+    }
   }
 
   info(id: FolioId): FolioInfo {

@@ -42,8 +42,10 @@ export interface Translation {
   steps: TraceStep[];
   /** The entry where the descent ended (a leaf, or none). */
   leaf: TraceStep;
-  /** The folio page the leaf maps, if it maps one. */
+  /** The folio page the leaf names (maps, or for a softleaf refers to), if it names one. */
   page?: PageInfo;
+  /** Whether the leaf is a mapping of that page (counted in its mapcount, kernel-operations.md §0.2). */
+  maps: boolean;
 }
 
 const HEIGHT: Record<LeafLevel, number> = { pte: 0, pmd: 1, pud: 2 };
@@ -110,7 +112,15 @@ export class Mm {
     const entry = spec.entry;
     const stride = this.stride(entry, level);
     const first = this.encode(level, entry, 0);
-    if (count > 1) this.encode(level, entry, (count - 1) * stride); // the last entry must be valid too
+    const last = count > 1 ? this.encode(level, entry, (count - 1) * stride) : first; // must be valid too
+    // Swap offsets are stored inverted, so type 0 with offset 2^50−1 encodes to all zeroes: a none entry.
+    // Values are affine in the number, so only the ends can reach zero.
+    for (const [which, raw] of [['first', first], ['last', last]] as const) {
+      if (raw.lo === 0 && raw.hi === 0) {
+        throw new PvmwError('BAD_ENTRY', `the ${which} entry of this ${level} run encodes to 0, which reads as none (swap type 0, offset ${hex(2 ** 50 - 1)})`);
+      }
+    }
+    this.checkLeafKind(addr, level, first);
     const step = count > 1 ? this.encode(level, entry, stride) : first;
     const stepRaw = rawFromBigInt((rawToBigInt(step) - rawToBigInt(first)) & 0xffff_ffff_ffff_ffffn);
     this.checkTargets(addr, level, first, count, stride);
@@ -157,20 +167,18 @@ export class Mm {
       steps.push({ level, raw, entry: decodeEntry(raw, level, this.ctx.decode) });
     }
     const leaf = steps[steps.length - 1];
-    const t: Translation = { address: addr, steps, leaf };
-    const h = stopHeight;
-    if (h <= 2) {
-      const g = x.entryMappedIndex(leaf.raw.lo, leaf.raw.hi, h);
-      if (g >= 0 && leaf.entry.namespace && leaf.entry.number !== null) {
-        // The page at addr inside a huge leaf.
-        const inLeaf = Math.floor((addr % 2 ** LEAF_LEVELS[leafLevel(leaf.level)]) / PAGE_SIZE);
-        t.page = this.ctx.folios.lookup(leaf.entry.namespace, leaf.entry.number + inLeaf);
-      }
+    const t: Translation = { address: addr, steps, leaf, maps: false };
+    const { namespace, number } = leaf.entry;
+    if (stopHeight <= 2 && namespace && number !== null && this.ctx.mem.rangeOf(namespace, number)) {
+      // The page at addr (inside a huge leaf, the page that many pages in); for softleaves, the page named.
+      const inLeaf = Math.floor((addr % 2 ** LEAF_LEVELS[leafLevel(leaf.level)]) / PAGE_SIZE);
+      t.page = this.ctx.folios.lookup(namespace, number + inLeaf);
+      t.maps = x.entryMappedIndex(leaf.raw.lo, leaf.raw.hi, stopHeight) >= 0 && t.page !== undefined;
     }
     return t;
   }
 
-  /** Tables per level and leaf entries per level. */
+  /** Tables per level (root first) and leaf entries per level. */
   stats(): { tables: Record<string, number>; leaves: Record<LeafLevel, number> } {
     const root = this.root;
     const { geo, wasm } = this.ctx;
@@ -178,7 +186,7 @@ export class Mm {
     wasm.exports.ptStats(root, out);
     const u32 = wasm.u32();
     const tables: Record<string, number> = {};
-    for (let h = 0; h < geo.levels; h++) tables[levelOfHeight(geo, h)] = u32[(out >>> 2) + h];
+    for (let h = geo.levels - 1; h >= 0; h--) tables[levelOfHeight(geo, h)] = u32[(out >>> 2) + h];
     return { tables, leaves: { pte: u32[(out >>> 2) + 5], pmd: u32[(out >>> 2) + 6], pud: u32[(out >>> 2) + 7] } };
   }
 
@@ -205,6 +213,21 @@ export class Mm {
           : `${level} leaves exist only in 1G hugetlb VMAs; VMA ${hex(v.start)}-${hex(v.end)} is not one`);
       }
     }
+  }
+
+  /**
+   * Which non-present entries may stand above the PTE level (spec §3.4: valid PMD softleaves are migration
+   * and device-private entries). hugetlb leaves follow the PTE rules at their own level (spec §2), so a
+   * hugetlb VMA also takes hwpoison entries and markers there.
+   */
+  private checkLeafKind(addr: number, level: LeafLevel, raw: RawEntry): void {
+    if (level === 'pte') return;
+    const kind = decodeEntry(raw, level, this.ctx.decode).kind;
+    if (kind === 'present' || kind === 'table' || kind === 'none' || kind === 'unknown') return;
+    if (isMigration(kind) || isDevicePrivateKind(kind)) return;
+    const hugetlb = this.vmas.find(addr)?.flags.hugetlb != null;
+    if (hugetlb && (kind === 'hwpoison' || kind === 'marker')) return;
+    throw new PvmwError('BAD_ENTRY', `${kind} entries are not valid ${level} leaves${hugetlb ? ' of a hugetlb VMA' : ''} (spec §3.4: only migration and device-private entries are)`);
   }
 
   /** Pages the number advances by per entry (0: the same value each time). */

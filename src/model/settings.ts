@@ -58,13 +58,16 @@ export function resolveSettings(opts: EngineOptions = {}): EngineSettings {
   for (const k of Object.keys(opts)) {
     if (!KNOWN_KEYS.has(k)) throw new PvmwError('BAD_SETTING', `unknown setting ${JSON.stringify(k)}`);
   }
-  const s: EngineSettings = { ...DEFAULT_SETTINGS, ...opts, config: { ...DEFAULT_SETTINGS.config } } as EngineSettings;
-  if (opts.config !== undefined) {
-    if (typeof opts.config !== 'object' || opts.config === null) {
-      throw new PvmwError('BAD_SETTING', `config must be an object, got ${JSON.stringify(opts.config)}`);
+  // An option given as undefined takes its default, as if it were absent.
+  const given = Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) as EngineOptions;
+  const s: EngineSettings = { ...DEFAULT_SETTINGS, ...given, config: { ...DEFAULT_SETTINGS.config } } as EngineSettings;
+  if (given.config !== undefined) {
+    if (typeof given.config !== 'object' || given.config === null) {
+      throw new PvmwError('BAD_SETTING', `config must be an object, got ${JSON.stringify(given.config)}`);
     }
-    for (const [k, v] of Object.entries(opts.config)) {
+    for (const [k, v] of Object.entries(given.config)) {
       if (!CONFIG_KEYS.has(k)) throw new PvmwError('BAD_SETTING', `unknown kernel config option ${JSON.stringify(k)}`);
+      if (v === undefined) continue;
       if (typeof v !== 'boolean') throw new PvmwError('BAD_SETTING', `config.${k} must be true or false, got ${JSON.stringify(v)}`);
       (s.config as unknown as Record<string, boolean>)[k] = v;
     }
@@ -76,7 +79,7 @@ export function resolveSettings(opts: EngineOptions = {}): EngineSettings {
   if (!DEVICE_MODELS.includes(s.deviceModel)) {
     throw new PvmwError('BAD_SETTING', `deviceModel must be one of ${DEVICE_MODELS.join(', ')}, got ${JSON.stringify(s.deviceModel)}`);
   }
-  positiveInt('ramPages', s.ramPages, 2 ** 32);
+  positiveInt('ramPages', s.ramPages, 2 ** 32 - 1); // the engine's page index is a u32
   positiveInt('deviceChunkPages', s.deviceChunkPages, 2 ** 24);
   if (s.deviceChunkPages % 512 !== 0) {
     throw new PvmwError('BAD_SETTING', `deviceChunkPages must be a multiple of 512 (device THPs), got ${s.deviceChunkPages}`);

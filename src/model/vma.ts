@@ -100,6 +100,7 @@ function resolveFlags(flags: Partial<VmaFlags> | undefined): VmaFlags {
   }
   const out: VmaFlags = { ...DEFAULT_VMA_FLAGS };
   for (const [k, v] of Object.entries(flags)) {
+    if (v === undefined) continue; // a flag given as undefined keeps its default
     if (k === 'hugetlb') {
       if (v !== null && v !== '2M' && v !== '1G') {
         throw new PvmwError('BAD_ORDER', `hugetlb page size must be null, "2M" or "1G", got ${JSON.stringify(v)}`);
