@@ -19,10 +19,12 @@ export function scratchPtr(): usize {
 export { memoryBytes, framesTop, framesFree, framesBase } from './frames';
 export { errorAt, errorHeight, resultLo, resultHi, resultHeight } from './status';
 export { ptAllocRoot, ptFreeRoot, ptLookup, ptSetRange, ptClearRange, ptAccountRange, ptStats, tablesInUse } from './pagetable';
+export { rangeAdd, rangeStart, indexOf } from './ranges';
+export { tagSet, tagGet, tagChunkCount } from './tags';
 export {
-  rangeAdd, rangeStart, indexOf, folioCreate, folioCreateRange, folioFree, folioOf, isFolio, pageWord, pageMapcount, folioMapping,
-  folioIndex, entireMapcount, folioMapcount, folioSetFlags, pageSetFlags, pageMapcountAdd, entireMapcountAdd,
-  tagSet, tagGet, folioCount, sectionCount, tagChunkCount, sectionBytes, memmapFixedBytes, folioStats,
+  folioCreateRange, folioFree, folioOf, isFolio, folioOrder, folioFlags, folioMapping, folioIndex, entireMapcount,
+  folioMapcount, pageMapcount, pageFlags, folioSetFlags, pageSetFlags, pageMapcountAdd, entireMapcountAdd, folioCount,
+  sectionCount, sectionBytes, recordBytes, memmapFixedBytes, folioStats,
 } from './memmap';
 export { setSoftleafCode } from './softleaf';
 export { setRmapConfig, entryMappedIndex, firstUnfitPage } from './mapcount';

@@ -7,7 +7,8 @@
 
 import { ptePresent, pteNone, pmdPresent, leafPfn, swpType, swpOffset } from './entry';
 import { softleafCode } from './softleaf';
-import { indexOf, folioOf, pageWord, pageMapcountAdd, entireMapcountAdd, PG_ORDER_MASK } from './memmap';
+import { folioOf, folioOrder, folioFlags, folioMapping, folioIndex, pageMapcountAdd, entireMapcountAdd } from './memmap';
+import { indexOf } from './ranges';
 
 /** Softleaf codes (src/model/softleaf.ts SOFTLEAF_CODE). */
 export const SL_DEVICE_PRIVATE_WRITE: u32 = 6;
@@ -55,19 +56,30 @@ export function account(e: u64, h: u32, delta: i32): u32 {
   return 1;
 }
 
+/** Folio flag bits of src/model/folio.ts FOLIO_FLAG used here. */
+const FOLIO_ANON: u32 = 1 << 9;
+const FOLIO_KSM: u32 = 1 << 10;
+
 /**
- * First page in [g, g + n) that belongs to no folio, or whose folio's head carries any of `forbidFlags`
- * (e.g. hugetlb pages may not be PTE-mapped), or -1 if every page is fit to be mapped.
+ * First page in [g, g + n) that cannot be mapped where the host means to: it belongs to no folio, or its
+ * folio carries any of `forbidFlags` (hugetlb pages are never PTE-mapped), or, with `checkRmap`, the folio
+ * would be unreachable by rmap from that VMA (kernel-operations.md §0.3): anon-ness differs from the VMA's,
+ * a file folio of another file, or a page index (folio index + page offset) other than the linear page
+ * index it is mapped at, lpi0 + (page − g). KSM folios have no meaningful index. Returns -1 if all fit.
  */
-export function firstUnfitPage(gf: f64, n: f64, forbidFlags: u32): f64 {
+export function firstUnfitPage(gf: f64, n: f64, forbidFlags: u32, checkRmap: bool, anon: bool, file: u32, lpi0: f64): f64 {
   let i: f64 = 0;
   while (i < n) {
     const head = folioOf(gf + i);
     if (head < 0) return gf + i;
-    const w = pageWord(head);
-    if ((w & forbidFlags) != 0) return gf + i;
-    // Skip to the end of this folio.
-    i = head + <f64>(<u64>1 << (w & PG_ORDER_MASK)) - gf;
+    const flags = folioFlags(head);
+    if ((flags & forbidFlags) != 0) return gf + i;
+    if (checkRmap) {
+      const isAnon = (flags & FOLIO_ANON) != 0;
+      if (isAnon != anon || (!anon && folioMapping(head) != file)) return gf + i;
+      if ((flags & FOLIO_KSM) == 0 && folioIndex(head) - head != lpi0 - gf) return gf + i;
+    }
+    i = head + <f64>(<u64>1 << folioOrder(head)) - gf; // on to the next folio
   }
   return -1;
 }

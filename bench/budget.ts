@@ -18,9 +18,11 @@ export interface BudgetResult extends BudgetCase {
   mappings: number;
   pages: number;
   seconds: { folios: number; map: number; total: number };
-  bytes: { wasm: number; tables: number; memmap: number; tags: number; fixed: number };
+  bytes: { wasm: number; tables: number; memmap: number; records: number; tags: number; fixed: number };
   perMapping: { tables: number };
-  perFolio: { memmap: number; total: number };
+  /** memmap bytes (page words + folio records) per folio, and the folio records alone. */
+  perFolio: { memmap: number; record: number; total: number };
+  /** Page words per page. */
   perPage: { memmap: number };
   /** Mapcount of the first folio, read back (must equal mms). */
   mapcountCheck: number;
@@ -32,9 +34,9 @@ export function measureBudget(c: BudgetCase): BudgetResult {
   const pages = c.folios * 2 ** c.order;
   const t0 = performance.now();
   const e = new Engine({ ramPages: Math.max(pages, 1 << 20), maxMemoryBytes: 4 * GiB });
-  e.createFolios({ number: 0, order: c.order }, c.folios);
+  const base = 2 ** 40; // 1 TiB: one VA range per mm, 2 MiB aligned; anon folio indexes follow it
+  e.createFolios({ number: 0, order: c.order, index: base / 4096 }, c.folios);
   const t1 = performance.now();
-  const base = 2 ** 40; // 1 TiB: one VA range per mm, 2 MiB aligned
   for (let m = 0; m < c.mms; m++) {
     const mm = e.createMm();
     mm.addVma({ start: base, end: base + pages * 4096, flags: { thp: true } });
@@ -49,10 +51,10 @@ export function measureBudget(c: BudgetCase): BudgetResult {
     mappings,
     pages,
     seconds: { folios: (t1 - t0) / 1000, map: (t2 - t1) / 1000, total: (t2 - t0) / 1000 },
-    bytes: { wasm: u.wasmBytes, tables: u.tableBytes, memmap: u.memmapBytes, tags: u.tagBytes, fixed: u.fixedBytes },
+    bytes: { wasm: u.wasmBytes, tables: u.tableBytes, memmap: u.memmapBytes, records: u.recordBytes, tags: u.tagBytes, fixed: u.fixedBytes },
     perMapping: { tables: u.tableBytes / mappings },
-    perFolio: { memmap: u.memmapBytes / c.folios, total: (u.memmapBytes + u.tagBytes) / c.folios },
-    perPage: { memmap: u.memmapBytes / pages },
+    perFolio: { memmap: u.memmapBytes / c.folios, record: u.recordBytes / c.folios, total: (u.memmapBytes + u.tagBytes) / c.folios },
+    perPage: { memmap: (u.memmapBytes - u.recordBytes) / pages },
     mapcountCheck: e.folio(0).mapcount,
   };
 }

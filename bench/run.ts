@@ -18,9 +18,9 @@ function fmtBytes(n: number): string {
 async function throughput() {
   const N = 2 ** 20;
   const e = new Engine({ ramPages: 2 * N });
-  e.createFolios({ number: 0 }, N);
-  const mm = e.createMm();
   const base = 2 ** 40;
+  e.createFolios({ number: 0, index: base / 4096 }, N);
+  const mm = e.createMm();
   mm.addVma({ start: base, end: base + N * 4096 });
   let fresh = new Engine({ ramPages: N });
   const bench = new Bench({ throws: true, time: 500 });
@@ -57,13 +57,14 @@ async function main() {
     process.stdout.write(JSON.stringify({ node: process.version, budget, throughput: tp }, null, 2) + '\n');
     return;
   }
-  console.log('Memory budget (goal: tables ~8 B per mapping; <= 16 B per folio + <= 4 B per page)');
+  console.log('Memory budget (goal: tables ~8 B per mapping; <= 16 B per folio + <= 4 B per page; memmap = page words + folio records)');
   console.table(budget.map((b) => ({
     case: b.name,
     mappings: b.mappings,
     'tables B/mapping': b.perMapping.tables.toFixed(2),
     'memmap B/folio': b.perFolio.memmap.toFixed(2),
-    'memmap B/page': b.perPage.memmap.toFixed(2),
+    'record B/folio': b.perFolio.record.toFixed(2),
+    'page word B/page': b.perPage.memmap.toFixed(2),
     wasm: fmtBytes(b.bytes.wasm),
     'build s': b.seconds.total.toFixed(2),
     mapcount: b.mapcountCheck,

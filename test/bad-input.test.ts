@@ -12,7 +12,11 @@ const P = 4096;
 const RAM = 1 << 20;
 const CHUNK = 4096;
 const G1 = 2 ** 18; // first pfn of the 1 GiB hugetlb folio
-const WRONG = 4096; // pfns 4096…4607: 32 order-4 folios (a PMD there names a wrong-order folio)
+const WRONG = 4096; // pfns 4096…4607: 32 order-4 folios for 0x800000…0x9ff000 (a PMD there names a wrong-order folio)
+const EDGE = 0x3000; // two order-1 folios for 0x5fe000…0x601000, either side of the device PMD at 0x600000
+const THP2 = 0x2000; // a THP for 0x1200000, a free slot of the 2M hugetlb VMA
+const FILE_A = 0x40000; // the small file folio's two mappings, through two VMAs of its file
+const FILE_B = 0x81000;
 
 interface World {
   e: Engine;
@@ -23,44 +27,56 @@ interface World {
   ids: Record<'small' | 'mth' | 'thp' | 'h2' | 'h1' | 'dthp', number>;
 }
 
-/** An engine with something of everything: folios of each kind, mapped at every level, in two mms. */
+/**
+ * An engine with something of everything: folios of each kind, mapped at every level, in two mms. Every folio is
+ * one rmap would find where it is mapped (kernel-operations.md §0.3): anon folios in anon VMAs, whose default
+ * pgoff makes the index of the page at VA a equal a / 4096; the file folio in VMAs of its file, whose pgoff puts
+ * its index at the mapped address.
+ */
 function world(opts: EngineOptions = {}): World {
   const e = new Engine({ ramPages: RAM, deviceChunkPages: CHUNK, ...opts });
   const ns: Namespace = e.settings.deviceModel === 'offset' ? 'device-private' : 'pfn';
   const dev = e.addDeviceMemory();
   const ids = {
     small: e.createFolio({ number: 3, file: 1, index: 2 ** 33 }),
-    mth: e.createFolio({ number: 16, order: 4, anonVma: 5, index: 0x400 }),
-    thp: e.createFolio({ number: 512, order: 9 }),
-    h2: e.createFolio({ number: 1024, hugetlb: '2M' }),
-    h1: e.createFolio({ number: G1, hugetlb: '1G' }),
-    dthp: e.createFolio({ namespace: ns, number: dev.base + 512, order: 9 }),
+    mth: e.createFolio({ number: 16, order: 4, anonVma: 5, index: 0x3fb }), // its pages 5…7 at 0x400000…0x402000
+    thp: e.createFolio({ number: 512, order: 9, index: 0x200 }),
+    h2: e.createFolio({ number: 1024, hugetlb: '2M', index: 0x1000 }),
+    h1: e.createFolio({ number: G1, hugetlb: '1G', index: PUD_SIZE / P }),
+    dthp: e.createFolio({ namespace: ns, number: dev.base + 512, order: 9, index: 0x600 }),
   };
-  for (let k = 0; k < 32; k++) e.createFolio({ number: WRONG + 16 * k, order: 4 });
+  e.createFolios({ number: WRONG, order: 4, index: 0x800 }, 32);
+  e.createFolios({ number: EDGE, order: 1, index: 0x5fe }, 2);
+  e.createFolio({ number: THP2, order: 9, index: 0x1200 });
   e.folios.setTag(ids.thp, 5, 3, 77);
   const mm = e.createMm();
   mm.addVma({ start: 0x200000, end: 0xa00000 });
   mm.addVma({ start: 0x1000000, end: 0x1400000, flags: { hugetlb: '2M' } });
   mm.addVma({ start: PUD_SIZE, end: 2 * PUD_SIZE, flags: { hugetlb: '1G' } });
   mm.addVma({ start: 2 * PUD_SIZE, end: 3 * PUD_SIZE, file: 8 });
+  mm.addVma({ start: FILE_A, end: FILE_A + P, file: 1, pgoff: 2 ** 33 });
+  mm.addVma({ start: FILE_B - P, end: FILE_B + P, file: 1, pgoff: 2 ** 33 - 1 });
   mm.map(0x200000, { level: 'pmd', entry: { kind: 'present', number: 512, write: true } });
   mm.map(0x400000, { count: 3, entry: { kind: 'present', number: 16 + 5 } });
-  mm.map(0x403000, { entry: { kind: 'present', number: 3 } });
-  mm.map(0x404000, { entry: { kind: 'device-private-write', number: dev.base + 512 + 7 } });
+  mm.map(FILE_A, { entry: { kind: 'present', number: 3 } });
   mm.map(0x405000, { entry: { kind: 'swap', swapType: 2, offset: 99 } });
   mm.map(0x406000, { entry: { kind: 'marker', guard: true } });
-  mm.map(0x40a000, { entry: { kind: 'present', number: 3 } });
+  mm.map(FILE_B, { entry: { kind: 'present', number: 3 } });
   mm.map(0x600000, { level: 'pmd', entry: { kind: 'device-private-write', number: dev.base + 512 } });
   mm.map(0x1000000, { level: 'pmd', entry: { kind: 'present', number: 1024 } });
   mm.map(PUD_SIZE, { level: 'pud', entry: { kind: 'present', number: G1 } });
+  // mm2 (a fork child, say) maps two pages of the THP and one of the device THP where mm's VMA would have them;
+  // its one VMA also reaches 0x1000000 and PUD_SIZE + PMD_SIZE, where h2 and page 512 of h1 fit a normal VMA.
   const mm2 = e.createMm();
-  mm2.addVma({ start: 0x200000, end: 0x400000 });
-  mm2.map(0x200000, { count: 2, entry: { kind: 'present', number: 512 + 6 } });
+  mm2.addVma({ start: 0x200000, end: PUD_SIZE + 2 * PMD_SIZE });
+  mm2.map(0x205000, { count: 2, entry: { kind: 'present', number: 512 + 5 } });
+  mm2.map(0x607000, { entry: { kind: 'device-private-write', number: dev.base + 512 + 7 } });
   return { e, mm, mm2, ns, dev, ids };
 }
 
-const ADDRS = [0, 0x200000, 0x205000, 0x3ff000, 0x400000, 0x402000, 0x403000, 0x404000, 0x405000, 0x406000, 0x407000,
-  0x40a000, 0x5ff000, 0x600000 + 9 * P, 0x800000, 0x1000000 + 3 * P, 0x1200000, PUD_SIZE + 0x123000, 2 * PUD_SIZE, 2 ** 47 - 2 * P];
+const ADDRS = [0, FILE_A, FILE_B, 0x200000, 0x205000, 0x206000, 0x3ff000, 0x400000, 0x402000, 0x403000, 0x404000, 0x405000,
+  0x406000, 0x407000, 0x5ff000, 0x600000 + 7 * P, 0x600000 + 9 * P, 0x800000, 0x1000000 + 3 * P, 0x1200000,
+  PUD_SIZE + 0x123000, PUD_SIZE + PMD_SIZE, 2 * PUD_SIZE, 2 ** 47 - 2 * P];
 
 /** Everything observable: usage, census, folios, pages, and each live mm's stats, VMAs and translations. */
 function snap(w: World): unknown {
@@ -88,8 +104,8 @@ function snap(w: World): unknown {
 function stillWorks(w: World): void {
   const { e, mm } = w;
   const before = snap(w);
-  const f = e.createFolio({ number: 20_000, file: 3, index: 7 });
-  const t = e.createFolio({ number: 20_480, order: 9 });
+  const f = e.createFolio({ number: 20_000, index: 0x5ff }); // anon, for 0x5ff000
+  const t = e.createFolio({ number: 20_480, order: 9, index: 0x800 }); // anon, for 0x800000
   mm.map(0x5ff000, { entry: { kind: 'present', number: 20_000 } });
   mm.map(0x800000, { level: 'pmd', entry: { kind: 'present', number: 20_480 } });
   expect(mm.translate(0x5ff000).page).toMatchObject({ folio: f, page: 0, mapcount: 1 });
@@ -226,7 +242,7 @@ describe('bad input: rejected operations change nothing (issue "Bad input", D7)'
     ['freeing a tail page', (w) => w.e.freeFolio(512 + 8), 'NO_FOLIO', '0x208'],
     ['folio id beyond the memmap', (w) => w.e.folio(2 ** 40), 'NO_FOLIO', '0x10000000000'],
     ['present entry on a page in no folio', (w) => pte(w, 0x800000, 7), 'NO_FOLIO', '0x7'],
-    ['third of three entries in no folio', (w) => pte(w, 0x800000, 16 + 14, 3), 'NO_FOLIO', '0x20'],
+    ['third of three entries in no folio', (w) => pte(w, 0x409000, 16 + 14, 3), 'NO_FOLIO', '0x20'],
     ['tag on no folio', (w) => w.e.folios.setTag(4, 0, 1, 1), 'NO_FOLIO', '0x4'],
     // FOLIO_BUSY
     ['folio over a tail page', (w) => w.e.createFolio({ number: 16 + 8 }), 'FOLIO_BUSY', '0x18'],
@@ -235,21 +251,21 @@ describe('bad input: rejected operations change nothing (issue "Bad input", D7)'
     ['freeing a PMD-mapped THP', (w) => w.e.freeFolio(w.ids.thp), 'FOLIO_BUSY', '0x200', '3 times'],
     ['freeing a PTE-mapped small folio', (w) => w.e.freeFolio(w.ids.small), 'FOLIO_BUSY', '0x3'],
     ['freeing a device-mapped device folio', (w) => w.e.freeFolio(w.ids.dthp), 'FOLIO_BUSY'],
-    // ENTRY_CONFLICT
-    ['PTE over a PTE', (w) => pte(w, 0x403000, 16), 'ENTRY_CONFLICT', '0x403000'],
-    ['four PTEs whose third is taken', (w) => pte(w, 0x408000, 16, 4), 'ENTRY_CONFLICT', '0x40a000'],
-    ['PTEs running into a PMD leaf', (w) => pte(w, 0x5fe000, 16, 4), 'ENTRY_CONFLICT', '0x600000'],
-    ['PTE under a PMD leaf', (w) => pte(w, 0x201000, 16), 'ENTRY_CONFLICT', '0x200000', 'pmd'], // names the leaf in the way
-    ['PMD leaf over a PTE table', (w) => pmd(w, 0x400000, 512), 'ENTRY_CONFLICT', '0x400000'],
+    // ENTRY_CONFLICT (each entry names a page rmap would find at its address: only the entry in the way is wrong)
+    ['PTE over a PTE', (w) => pte(w, 0x401000, 16 + 6), 'ENTRY_CONFLICT', '0x401000'],
+    ['four PTEs whose third is taken', (w) => pte(w, 0x403000, 16 + 8, 4), 'ENTRY_CONFLICT', '0x405000'],
+    ['PTEs running into a PMD leaf', (w) => pte(w, 0x5fe000, EDGE, 4), 'ENTRY_CONFLICT', '0x600000'],
+    ['PTE under a PMD leaf', (w) => pte(w, 0x201000, 512 + 1), 'ENTRY_CONFLICT', '0x200000', 'pmd'], // names the leaf in the way
+    ['PMD leaf over a PTE table', (w) => w.mm2.map(0x200000, { level: 'pmd', entry: { kind: 'present', number: 512 } }), 'ENTRY_CONFLICT', '0x200000'],
     ['PMD leaf naming pages in no folio', (w) => pmd(w, 0x800000, 2048 + 512), 'NO_FOLIO', '0xa00'],
     ['clear part of a PMD leaf', (w) => w.mm.clear(0x200000, 0x201000), 'ENTRY_CONFLICT', '0x200000'],
     ['clear part of a PUD leaf', (w) => w.mm.clear(PUD_SIZE + PMD_SIZE, 2 * PUD_SIZE), 'ENTRY_CONFLICT', '0x40000000'],
     // BAD_ENTRY
-    ['PMD leaf naming a non-head page (of a 1G folio)', (w) => pmd(w, 0x1200000, G1 + 512), 'BAD_ENTRY', '0x40200'],
+    ['PMD leaf naming a non-head page (of a 1G folio)', (w) => w.mm2.map(PUD_SIZE + PMD_SIZE, { level: 'pmd', entry: { kind: 'present', number: G1 + 512 } }), 'BAD_ENTRY', '0x40200', 'not the head'],
     ['PMD leaf naming a wrong-order folio', (w) => pmd(w, 0x800000, WRONG), 'BAD_ENTRY', '0x1000', 'order-9'],
     ['PMD leaf at a misaligned pfn', (w) => pmd(w, 0x800000, 512 + 16), 'BAD_ENTRY', '0x210'],
-    ['THP in a hugetlb VMA', (w) => pmd(w, 0x1200000, 512), 'BAD_ENTRY', '0x200'],
-    ['hugetlb folio in a normal VMA', (w) => pmd(w, 0x800000, 1024), 'BAD_ENTRY', '0x400'],
+    ['THP in a hugetlb VMA', (w) => pmd(w, 0x1200000, THP2), 'BAD_ENTRY', '0x2000', 'can only map hugetlb folios'],
+    ['hugetlb folio in a normal VMA', (w) => w.mm2.map(0x1000000, { level: 'pmd', entry: { kind: 'present', number: 1024 } }), 'BAD_ENTRY', '0x400', 'only be mapped in a hugetlb VMA'],
     ['hugetlb folio PTE-mapped', (w) => pte(w, 0x800000, 1024 + 3), 'BAD_ENTRY', '0x403'],
     ['PTE in a hugetlb VMA', (w) => pte(w, 0x1200000, 3), 'BAD_ENTRY', '0x1000000'],
     ['PMD in a 1G hugetlb VMA', (w) => pmd(w, PUD_SIZE + PUD_SIZE / 2, 1024), 'BAD_ENTRY', 'pmd'],
@@ -276,13 +292,13 @@ describe('bad input: rejected operations change nothing (issue "Bad input", D7)'
 
 describe('bad input: the unchanged-engine check is not vacuous', () => {
   it.each<[string, (w: World) => unknown]>([
-    ['one more PTE', (w) => pte(w, 0x408000, 16)],
-    ['a PTE past the translated addresses', (w) => pte(w, 0x9ff000, 16)],
+    ['one more PTE', (w) => pte(w, 0x408000, 16 + 13)],
+    ['a PTE past the translated addresses', (w) => pte(w, 0x9ff000, WRONG + 0x1ff)],
     ['a tag', (w) => w.e.folios.setTag(w.ids.h1, 9, 1, 1)],
     ['a new folio', (w) => w.e.createFolio({ number: 20_000 })],
     ['a new VMA', (w) => w.mm.addVma({ start: 0xa00000, end: 0xa01000 })],
     ['a VMA flag', (w) => (w.mm.vmas.all()[0].flags.locked = true)],
-    ['a cleared entry', (w) => w.mm2.clear(0x201000, 0x202000)],
+    ['a cleared entry', (w) => w.mm2.clear(0x206000, 0x207000)],
     ['a freed mm', (w) => w.e.freeMm(w.mm2.id)],
   ])('snap() sees %s', (_t, change) => {
     const w = world();
@@ -321,7 +337,7 @@ describe('bad input: 5-level paging moves the user-space limit (spec §3.1)', ()
     const w = world({ paging: 5 });
     const top = 2 ** 56 - PMD_SIZE;
     w.mm.addVma({ start: top, end: 2 ** 56 - P });
-    w.e.createFolio({ number: 2048 });
+    w.e.createFolio({ number: 2048, index: (2 ** 56 - 2 * P) / P });
     w.mm.map(2 ** 56 - 2 * P, { entry: { kind: 'present', number: 2048 } });
     expect(w.mm.translate(2 ** 56 - 2 * P).page).toMatchObject({ folio: 2048, mapcount: 1 });
     rejects(w, () => w.mm.addVma({ start: 2 ** 56 - P, end: 2 ** 56 }), 'BAD_ADDRESS', '0xfffffffffff000');
@@ -334,8 +350,11 @@ describe('bad input: 5-level paging moves the user-space limit (spec §3.1)', ()
 describe('bad input: PMD-level softleaves (spec §3.4 softleaf_is_valid_pmd_entry, kernel-operations §0.2)', () => {
   it('migration and device-private entries are valid PMD softleaves', () => {
     const w = world();
-    w.mm.map(0x800000, { level: 'pmd', entry: { kind: 'migration-write', number: 512 } });
-    expect(w.mm.translate(0x800000).leaf.entry).toMatchObject({ kind: 'migration-write', number: 512 });
+    // As set_pmd_migration_entry does: the THP's PMD is replaced by a PMD migration entry naming it.
+    expect(w.mm.clear(0x200000, 0x400000)).toBe(1);
+    w.mm.map(0x200000, { level: 'pmd', entry: { kind: 'migration-write', number: 512 } });
+    expect(w.mm.translate(0x200000).leaf.entry).toMatchObject({ kind: 'migration-write', number: 512 });
+    expect(w.mm.translate(0x600000).leaf.entry).toMatchObject({ kind: 'device-private-write', number: w.dev.base + 512 });
   });
 
   it('swap, marker, hwpoison and device-exclusive entries at PMD level in a normal VMA are BAD_ENTRY (§3.4, §0.2)', () => {

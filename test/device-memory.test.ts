@@ -40,7 +40,7 @@ describe('D1 device-private memory, pfn model: chunks are pfns at the top of the
     const c0 = e.addDeviceMemory();
     const c1 = e.addDeviceMemory();
     expect([c0.base, c1.base]).toEqual([2 ** 40 - CHUNK, 2 ** 40 - 2 * CHUNK]);
-    const id = e.createFolio({ number: c1.base + 512, order: 9 });
+    const id = e.createFolio({ number: c1.base + 512, order: 9, index: 2 ** 50 / P }); // anon: index = VA / 4096
     const mm = e.createMm();
     mm.addVma({ start: 2 ** 50, end: 2 ** 50 + 2 * PMD_SIZE });
     mm.map(2 ** 50, { level: 'pmd', entry: { kind: 'device-private-write', number: c1.base + 512 } });
@@ -70,7 +70,7 @@ describe('D1 device-private memory, pfn model: chunks are pfns at the top of the
   it('a migration entry may name a device page (migrating it to RAM) and does not count', () => {
     const e = engine('pfn');
     const c = e.addDeviceMemory();
-    const id = e.createFolio({ number: c.base + 7 });
+    const id = e.createFolio({ number: c.base + 7, index: 0x10 }); // anon, at 0x10000
     const mm = e.createMm();
     mm.addVma({ start: 0x10000, end: 0x20000 });
     mm.map(0x10000, { entry: { kind: 'migration-write', number: c.base + 7 } });
@@ -111,8 +111,8 @@ describe('D1 device-private memory, offset model: offsets from 0 that collide wi
   it('present N and device-private-write N in one mm map different folios; translate tells them apart', () => {
     const e = engine('offset');
     e.addDeviceMemory();
-    const ram = e.createFolio({ number: 40 });
-    const dev = e.createFolio({ namespace: 'device-private', number: 40 });
+    const ram = e.createFolio({ number: 40, index: 0x10 }); // anon, at 0x10000
+    const dev = e.createFolio({ namespace: 'device-private', number: 40, index: 0x11 }); // anon, at 0x11000
     const mm = e.createMm();
     mm.addVma({ start: 0x10000, end: 0x20000 });
     mm.map(0x10000, { entry: { kind: 'present', number: 40 } });
@@ -129,8 +129,8 @@ describe('D1 device-private memory, offset model: offsets from 0 that collide wi
   it('device-exclusive entries name RAM pfns even in the offset model', () => {
     const e = engine('offset');
     e.addDeviceMemory();
-    const ram = e.createFolio({ number: 9 });
-    const dev = e.createFolio({ namespace: 'device-private', number: 9 });
+    const ram = e.createFolio({ number: 9, index: 0x10 }); // anon, at 0x10000
+    const dev = e.createFolio({ namespace: 'device-private', number: 9, index: 0x10 });
     const mm = e.createMm();
     mm.addVma({ start: 0x10000, end: 0x20000 });
     mm.map(0x10000, { entry: { kind: 'device-exclusive', number: 9 } });
@@ -153,7 +153,7 @@ describe('D1 device-private memory, offset model: offsets from 0 that collide wi
   it('series semantics: migration-device-private entries carry offsets and do not count', () => {
     const e = engine('offset', { semantics: 'series' });
     e.addDeviceMemory();
-    const dev = e.createFolio({ namespace: 'device-private', number: 5 });
+    const dev = e.createFolio({ namespace: 'device-private', number: 5, index: 0x10 }); // anon, at 0x10000
     const mm = e.createMm();
     mm.addVma({ start: 0x10000, end: 0x20000 });
     mm.map(0x10000, { entry: { kind: 'migration-device-private-write', number: 5 } });
@@ -169,7 +169,7 @@ describe.each(['pfn', 'offset'] as const)('D1 device-private folios and entries,
     const e = engine(model);
     const c0 = e.addDeviceMemory();
     const c1 = e.addDeviceMemory();
-    const small = e.createFolio({ namespace: ns, number: c1.base + 3 });
+    const small = e.createFolio({ namespace: ns, number: c1.base + 3, index: PMD_SIZE / P }); // anon, for VA PMD_SIZE
     const thp = e.createFolio({ namespace: ns, number: c1.base + 1024, order: 9, anonVma: 12, index: 2 ** 40 });
     return { e, c0, c1, small, thp };
   }
@@ -188,7 +188,11 @@ describe.each(['pfn', 'offset'] as const)('D1 device-private folios and entries,
   it('device-private-write entries at PTE and PMD level map them (mapcount), and translate finds the page', () => {
     const { e, c1, small, thp } = setup();
     const mm = e.createMm();
-    mm.addVma({ start: PMD_SIZE, end: 4 * PMD_SIZE });
+    // thp has index 2^40, so it is mapped through anon VMAs with that pgoff (as mremap leaves them, §0.3):
+    // one puts its page 100 at PMD_SIZE + P, the other puts the whole folio at 2 * PMD_SIZE.
+    mm.addVma({ start: PMD_SIZE, end: PMD_SIZE + P });
+    mm.addVma({ start: PMD_SIZE + P, end: 2 * PMD_SIZE, pgoff: 2 ** 40 + 100 });
+    mm.addVma({ start: 2 * PMD_SIZE, end: 4 * PMD_SIZE, pgoff: 2 ** 40 });
     mm.map(PMD_SIZE, { entry: { kind: 'device-private-write', number: c1.base + 3 } });
     mm.map(PMD_SIZE + P, { count: 4, entry: { kind: 'device-private-read', number: c1.base + 1024 + 100 } });
     mm.map(2 * PMD_SIZE, { level: 'pmd', entry: { kind: 'device-private-write', number: c1.base + 1024 } });
@@ -212,17 +216,21 @@ describe.each(['pfn', 'offset'] as const)('D1 device-private folios and entries,
 
   it('a device PMD entry must name the head of an order-9 device folio', () => {
     const { e, c1 } = setup();
-    e.createFolio({ namespace: ns, number: c1.base + 1536, order: 9 });
-    e.createFolio({ namespace: ns, number: c1.base + 2048, order: 8 });
-    e.createFolio({ namespace: ns, number: c1.base + 2048 + 256, order: 8 });
+    // The folios made here follow setup's thp (index 2^40) in the same anon range; the VMAs have the pgoffs that
+    // put each one where rmap looks for it (§0.3), so the order and head checks are what reject the entries.
+    const base = 2 ** 40;
+    e.createFolio({ namespace: ns, number: c1.base + 1536, order: 9, index: base + 512 });
+    e.createFolio({ namespace: ns, number: c1.base + 2048, order: 8, index: base + 1024 });
+    e.createFolio({ namespace: ns, number: c1.base + 2048 + 256, order: 8, index: base + 1280 });
     const mm = e.createMm();
-    mm.addVma({ start: PMD_SIZE, end: 2 * PMD_SIZE });
-    const dpw = (number: number) => () => mm.map(PMD_SIZE, { level: 'pmd', entry: { kind: 'device-private-write', number } });
-    expectPvmwError(dpw(c1.base + 2048), 'BAD_ENTRY', hex(c1.base + 2048), 'order-9'); // wrong order
-    expectPvmwError(dpw(c1.base + 1024 + 8), 'BAD_ENTRY', hex(c1.base + 1024 + 8)); // a tail page
-    expectPvmwError(dpw(c1.base + 512), 'NO_FOLIO', hex(c1.base + 512)); // no folio there
+    mm.addVma({ start: PMD_SIZE, end: 2 * PMD_SIZE, pgoff: base + 8 }); // thp's page 8 at PMD_SIZE
+    mm.addVma({ start: 2 * PMD_SIZE, end: 5 * PMD_SIZE, pgoff: base }); // thp, then the folios at 3 and 4 · PMD_SIZE
+    const dpw = (number: number, addr: number) => () => mm.map(addr, { level: 'pmd', entry: { kind: 'device-private-write', number } });
+    expectPvmwError(dpw(c1.base + 2048, 4 * PMD_SIZE), 'BAD_ENTRY', hex(c1.base + 2048), 'order-9'); // wrong order
+    expectPvmwError(dpw(c1.base + 1024 + 8, PMD_SIZE), 'BAD_ENTRY', hex(c1.base + 1024 + 8), 'not the head'); // a tail page
+    expectPvmwError(dpw(c1.base + 512, 2 * PMD_SIZE), 'NO_FOLIO', hex(c1.base + 512)); // no folio there
     expect(mm.stats().leaves.pmd).toBe(0);
-    dpw(c1.base + 1536)();
+    dpw(c1.base + 1536, 3 * PMD_SIZE)();
     expect(mm.stats().leaves.pmd).toBe(1);
   });
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { Engine, PvmwError, PMD_SIZE, PUD_SIZE, type EngineOptions, type PvmwErrorCode } from '../src/index.js';
+import { Engine, PvmwError, PMD_SIZE, PUD_SIZE, linearPageIndex, type EngineOptions, type PvmwErrorCode } from '../src/index.js';
 
 const P = 4096;
 const RAM = 1 << 20; // 4 GiB: room for a 1 GiB hugetlb folio
@@ -154,9 +154,10 @@ describe('Folios (issue item 6; spec §6.5, kernel-operations §0.3)', () => {
 describe('Mapcounts (D5 CONFIG_PAGE_MAPCOUNT, spec §6.5, kernel-operations §0.2)', () => {
   it('PTE-mapping 3 pages of an order-4 folio: those pages 1, the folio 3, entire 0', () => {
     const e = engine();
-    const id = e.createFolio({ number: 32, order: 4 });
     const mm = e.createMm();
-    mm.addVma({ start: 0x10000, end: 0x20000 });
+    const vma = mm.addVma({ start: 0x10000, end: 0x20000 });
+    // Page 5 sits at 0x10000, so the folio's first page has the linear index of 0x10000 − 5 pages (§0.3).
+    const id = e.createFolio({ number: 32, order: 4, index: linearPageIndex(vma, 0x10000) - 5 });
     mm.map(0x10000, { count: 3, entry: { kind: 'present', number: 32 + 5 } });
     for (let k = 0; k < 16; k++) expect(mc(e, 32 + k)).toBe(k >= 5 && k < 8 ? 1 : 0);
     expect(e.folio(id)).toMatchObject({ mapcount: 3, entireMapcount: 0 });
@@ -165,10 +166,11 @@ describe('Mapcounts (D5 CONFIG_PAGE_MAPCOUNT, spec §6.5, kernel-operations §0.
 
   it('an order-0 folio mapped twice (two VMAs) has mapcount 2; PROTNONE entries count (PN)', () => {
     const e = engine();
-    const id = e.createFolio({ number: 3 });
+    // A page-cache page of file 1 mapped by two VMAs of that file (the file mmapped twice): both at pgoff 6.
+    const id = e.createFolio({ number: 3, file: 1, index: 6 });
     const mm = e.createMm();
-    mm.addVma({ start: 0x10000, end: 0x11000 });
-    mm.addVma({ start: 0x20000, end: 0x21000 });
+    mm.addVma({ start: 0x10000, end: 0x11000, file: 1, pgoff: 6 });
+    mm.addVma({ start: 0x20000, end: 0x21000, file: 1, pgoff: 6 });
     mm.map(0x10000, { entry: { kind: 'present', number: 3, write: true } });
     mm.map(0x20000, { entry: { kind: 'present', number: 3, protnone: true } });
     expect(e.folio(id)).toMatchObject({ mapcount: 2, entireMapcount: 0 });
@@ -177,7 +179,7 @@ describe('Mapcounts (D5 CONFIG_PAGE_MAPCOUNT, spec §6.5, kernel-operations §0.
 
   it('a PMD mapping of a THP: entireMapcount 1, folio mapcount 1, every page precise mapcount 1', () => {
     const e = engine();
-    const id = e.createFolio({ number: 1024, order: 9 });
+    const id = e.createFolio({ number: 1024, order: 9, index: PMD_SIZE / P }); // anon: index = VA / 4096
     const mm = e.createMm();
     mm.addVma({ start: PMD_SIZE, end: 2 * PMD_SIZE });
     mm.map(PMD_SIZE, { level: 'pmd', entry: { kind: 'present', number: 1024 } });
@@ -188,10 +190,12 @@ describe('Mapcounts (D5 CONFIG_PAGE_MAPCOUNT, spec §6.5, kernel-operations §0.
 
   it('PTE + PMD mappings of one THP in two mms add up (page = PTE maps + entire)', () => {
     const e = engine();
-    const id = e.createFolio({ number: 1024, order: 9 });
+    const id = e.createFolio({ number: 1024, order: 9, index: PMD_SIZE / P });
     const a = e.createMm();
-    const b = e.createMm();
-    a.addVma({ start: PMD_SIZE, end: 3 * PMD_SIZE });
+    const b = e.createMm(); // as after fork: the same VMA at the same place
+    a.addVma({ start: PMD_SIZE, end: 2 * PMD_SIZE });
+    // An anon VMA moved by mremap keeps its pgoff: page 11 of the folio is at its start (§0.3).
+    a.addVma({ start: 2 * PMD_SIZE, end: 3 * PMD_SIZE, pgoff: PMD_SIZE / P + 11 });
     b.addVma({ start: PMD_SIZE, end: 2 * PMD_SIZE });
     a.map(PMD_SIZE, { level: 'pmd', entry: { kind: 'present', number: 1024 } });
     b.map(PMD_SIZE + 10 * P, { count: 3, entry: { kind: 'present', number: 1024 + 10 } });
@@ -205,10 +209,12 @@ describe('Mapcounts (D5 CONFIG_PAGE_MAPCOUNT, spec §6.5, kernel-operations §0.
 
   it('hugetlb 2M at PMD and 1G at PUD in hugetlb VMAs count on the entire mapcount', () => {
     const e = engine();
-    const h2 = e.createFolio({ number: 512, hugetlb: '2M' });
-    const h1 = e.createFolio({ number: 2 ** 18, hugetlb: '1G' });
+    // h2 is page 0 of hugetlbfs file 7, mapped by two VMAs of that file; h1 is anonymous at PUD_SIZE.
+    const h2 = e.createFolio({ number: 512, hugetlb: '2M', file: 7, index: 0 });
+    const h1 = e.createFolio({ number: 2 ** 18, hugetlb: '1G', index: PUD_SIZE / P });
     const mm = e.createMm();
-    mm.addVma({ start: PMD_SIZE, end: 3 * PMD_SIZE, flags: { hugetlb: '2M' } });
+    mm.addVma({ start: PMD_SIZE, end: 2 * PMD_SIZE, flags: { hugetlb: '2M' }, file: 7, pgoff: 0 });
+    mm.addVma({ start: 2 * PMD_SIZE, end: 3 * PMD_SIZE, flags: { hugetlb: '2M' }, file: 7, pgoff: 0 });
     mm.addVma({ start: PUD_SIZE, end: 2 * PUD_SIZE, flags: { hugetlb: '1G' } });
     mm.map(PMD_SIZE, { level: 'pmd', entry: { kind: 'present', number: 512 } });
     mm.map(2 * PMD_SIZE, { level: 'pmd', entry: { kind: 'present', number: 512 } });
@@ -225,23 +231,26 @@ describe('Mapcounts (D5 CONFIG_PAGE_MAPCOUNT, spec §6.5, kernel-operations §0.
     for (const semantics of ['newest', 'series', 'v6.14'] as const) {
       const e = engine({ semantics });
       const dev = e.addDeviceMemory();
-      const d = e.createFolio({ number: dev.base });
-      const r = e.createFolio({ number: 8 });
+      const d = e.createFolio({ number: dev.base, index: 0x10 }); // anon, at 0x10000
+      const r = e.createFolio({ number: 8, index: 0x12 }); // anon, at 0x12000
       const mm = e.createMm();
+      const child = e.createMm(); // a fork child: the same VMA, the same device page read-only
       mm.addVma({ start: 0x10000, end: 0x20000 });
+      child.addVma({ start: 0x10000, end: 0x20000 });
       mm.map(0x10000, { entry: { kind: 'device-private-write', number: dev.base } });
-      mm.map(0x11000, { entry: { kind: 'device-private-read', number: dev.base } });
+      child.map(0x10000, { entry: { kind: 'device-private-read', number: dev.base } });
       mm.map(0x12000, { entry: { kind: 'device-exclusive', number: 8 } });
       expect(e.folio(d).mapcount).toBe(2);
       expect(e.folio(r).mapcount).toBe(semantics === 'v6.14' ? 0 : 1);
       mm.clear(0x10000, 0x20000);
+      child.clear(0x10000, 0x20000);
       expect([e.folio(d).mapcount, e.folio(r).mapcount]).toEqual([0, 0]);
     }
   });
 
   it('migration, swap, hwpoison entries and markers do not count (§0.2)', () => {
     const e = engine();
-    const id = e.createFolio({ number: 32, order: 4 });
+    const id = e.createFolio({ number: 32, order: 4, index: 0x10 }); // page k belongs at 0x10000 + k pages
     const mm = e.createMm();
     mm.addVma({ start: 0x10000, end: 0x20000 });
     mm.map(0x10000, { entry: { kind: 'migration-write', number: 32 } });
@@ -279,9 +288,12 @@ describe('Mapcounts (D5 CONFIG_PAGE_MAPCOUNT, spec §6.5, kernel-operations §0.
     fc.assert(
       fc.property(fc.array(op, { minLength: 1, maxLength: 12 }), fc.integer({ min: 0, max: 12 }), (ops, keep) => {
         const e = engine();
-        const id = e.createFolio({ number: 512, order: 9 });
+        // A file THP (page cache of file 1 from index 0); every 2 MiB block is a VMA mapping the file from pgoff 0.
+        const id = e.createFolio({ number: 512, order: 9, file: 1, index: 0 });
         const mms = [e.createMm(), e.createMm()];
-        for (const m of mms) m.addVma({ start: PMD_SIZE, end: 20 * PMD_SIZE });
+        for (const m of mms) {
+          for (let b = 1; b < 20; b++) m.addVma({ start: b * PMD_SIZE, end: (b + 1) * PMD_SIZE, file: 1, pgoff: 0 });
+        }
         const pte = new Array(512).fill(0);
         let entire = 0;
         const undo: Array<() => void> = [];
@@ -317,7 +329,7 @@ describe('Mapcounts (D5 CONFIG_PAGE_MAPCOUNT, spec §6.5, kernel-operations §0.
 
   it('freeing a mapped folio is refused (FOLIO_BUSY) until it is unmapped; freeMm unmaps', () => {
     const e = engine();
-    const id = e.createFolio({ number: 1024, order: 9 });
+    const id = e.createFolio({ number: 1024, order: 9, index: PMD_SIZE / P });
     const mm = e.createMm();
     mm.addVma({ start: PMD_SIZE, end: 2 * PMD_SIZE });
     mm.map(PMD_SIZE + P, { entry: { kind: 'present', number: 1025 } });
@@ -353,7 +365,7 @@ describe('Content tags (D8)', () => {
 
   it('tags survive mapping and unmapping, and read 0 after the folio is freed and re-created', () => {
     const e = engine();
-    const id = e.createFolio({ number: 2048, order: 9 });
+    const id = e.createFolio({ number: 2048, order: 9, index: PMD_SIZE / P });
     const other = e.createFolio({ number: 2048 + 512 });
     e.folios.setTag(id, 0, 512, 3);
     e.folios.setTag(other, 0, 1, 4);

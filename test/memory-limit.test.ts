@@ -1,7 +1,7 @@
 // The wasm32 memory ceiling (issue: "an operation that would pass the wasm32 ceiling fails before it changes
 // anything, with a clear error, and the engine stays usable"; DESIGN.md §3 "Errors", §5).
 import { describe, expect, it } from 'vitest';
-import { Engine, Mm, PvmwError, type EntrySpec, type PvmwErrorCode } from '../src/index.js';
+import { Engine, Mm, PvmwError, linearPageIndex, type EntrySpec, type PvmwErrorCode } from '../src/index.js';
 
 const K = 4096;
 const M2 = 2 ** 21;
@@ -9,6 +9,7 @@ const G1 = 2 ** 30;
 const LIMIT = 8 << 20; // room for the fixed tables, a memmap section and ~1200 page tables
 const VBASE = 2 ** 40;
 const FILL = 2 ** 44; // a second mm fills memory here, in 4 pre-made PMD tables
+const SECTION = 2 ** 15 * 4; // a memmap section: 2^15 pages, one 4-byte word each
 const marker: EntrySpec = { kind: 'marker', guard: true };
 
 function expectCode(f: () => unknown, code: PvmwErrorCode, ...inMessage: string[]): PvmwError {
@@ -33,13 +34,18 @@ interface World {
   addrs: number[];
 }
 
+/** The linear page index of `addr` in the VMA of `mm` holding it: the index an anon folio mapped there has (§0.3). */
+function lpi(mm: Mm, addr: number): number {
+  return linearPageIndex(mm.vmas.find(addr)!, addr);
+}
+
 /** An engine at LIMIT with one mm holding a PTE, a run of swap entries and a PMD leaf. */
 function world(): World {
   const e = new Engine({ ramPages: 1 << 20, maxMemoryBytes: LIMIT });
-  const small = e.createFolio({ number: 0x100 });
-  const thp = e.createFolio({ number: 0x200, order: 9 });
   const mm = e.createMm();
   mm.addVma({ start: VBASE, end: VBASE + 2 ** 36 });
+  const small = e.createFolio({ number: 0x100, index: lpi(mm, VBASE) });
+  const thp = e.createFolio({ number: 0x200, order: 9, index: lpi(mm, VBASE + 2 * M2) });
   mm.map(VBASE, { entry: { kind: 'present', number: 0x100, write: true } });
   mm.map(VBASE + K, { count: 600, entry: { kind: 'swap', swapType: 0, offset: 10 } });
   mm.map(VBASE + 2 * M2, { level: 'pmd', entry: { kind: 'present', number: 0x200 } });
@@ -82,6 +88,19 @@ function fill(e: Engine): { filler: Mm; chunks: number } {
   throw new Error(`memory never filled up below ${LIMIT} bytes`);
 }
 
+/** Fill memory with page tables in a second mm (one new table frame per step) until less than `room` bytes are
+ *  left between the top of the frames and the ceiling. */
+function fillUntil(e: Engine, room: number): Mm {
+  const filler = e.createMm();
+  filler.addVma({ start: FILL, end: FILL + 4 * G1 });
+  for (let i = 0; i < 2048; i++) {
+    const u = e.memoryUsage();
+    if (LIMIT - (u.wasmBytes - u.headroomBytes) < room) return filler;
+    filler.map(FILL + i * M2, { count: 512, entry: marker });
+  }
+  throw new Error(`memory never filled up to ${room} bytes below ${LIMIT}`);
+}
+
 describe('maxMemoryBytes setting', () => {
   it.each([2 ** 32 + 65536, 2 ** 33, 0, -1, 2 ** 20 + 0.5, Number.NaN])('maxMemoryBytes %d is BAD_SETTING', (v) => {
     expectCode(() => new Engine({ maxMemoryBytes: v }), 'BAD_SETTING', 'maxMemoryBytes');
@@ -112,7 +131,7 @@ describe(`operations past the ceiling (maxMemoryBytes ${LIMIT}) fail first and c
     // 2^21 PTEs need 4096 PTE tables (16 MiB) plus PMD tables: more than the ceiling allows.
     expectCode(() => mm.map(at, { count: 2 ** 21, entry: marker }), 'MEMORY_LIMIT', '0x' + at.toString(16), 'ceiling');
     expect(snapshot(w)).toBe(before);
-    const thps = Array.from({ length: 8 }, (_, i) => e.createFolio({ number: 0x400 + 512 * i, order: 9 }));
+    const thps = Array.from({ length: 8 }, (_, i) => e.createFolio({ number: 0x400 + 512 * i, order: 9, index: lpi(mm, at + i * M2) }));
     // A small map still works, at the very address that failed.
     mm.map(at, { count: 1024, entry: { kind: 'present', number: 0x400 } });
     expect(mm.translate(at + 700 * K).leaf.entry).toMatchObject({ kind: 'present', number: 0x400 + 700 });
@@ -125,6 +144,8 @@ describe(`operations past the ceiling (maxMemoryBytes ${LIMIT}) fail first and c
   it('with memory full: map, createFolio (new memmap section) and setTag fail with MEMORY_LIMIT and change nothing', () => {
     const w = world();
     const { e, mm, small } = w;
+    // A THP rmap would find at VBASE + 2 GiB (kernel-operations §0.3), for the present entries below.
+    const spare = e.createFolio({ number: 0x400, order: 9, index: lpi(mm, VBASE + 2 * G1) });
     const { filler, chunks } = fill(e);
     expect(chunks).toBeGreaterThan(500);
     const u = e.memoryUsage();
@@ -138,27 +159,30 @@ describe(`operations past the ceiling (maxMemoryBytes ${LIMIT}) fail first and c
     expectCode(() => e.createFolio({ number: 0x10000, order: 4 }), 'MEMORY_LIMIT', '0x10000');
     expectCode(() => e.folios.setTag(small, 0, 1, 7), 'MEMORY_LIMIT', '0x' + small.toString(16));
     // Present entries: the ceiling check comes before any mapcount is touched.
-    expectCode(() => mm.map(VBASE + 2 * G1, { count: 512, entry: { kind: 'present', number: 0x200 } }), 'MEMORY_LIMIT');
+    expectCode(() => mm.map(VBASE + 2 * G1, { count: 512, entry: { kind: 'present', number: 0x400 } }), 'MEMORY_LIMIT');
     expect(snapshot(w)).toBe(before);
+    expect(e.folio(spare)).toMatchObject({ mapcount: 0, entireMapcount: 0 });
+    expect(e.page('pfn', 0x400 + 77)?.mapcount).toBe(0);
     expect(JSON.stringify(filler.stats())).toBe(fillerStats);
 
     // What needs no new memory still works: a PTE in an existing table, a folio in an existing section,
     // a zero tag, translate and clear.
-    mm.map(VBASE + 700 * K, { entry: { kind: 'present', number: 0x100 } });
-    expect(e.folio(small).mapcount).toBe(2);
-    const f = e.createFolio({ number: 0x1000, order: 2 });
+    const f = e.createFolio({ number: 0x1000, order: 2, index: lpi(mm, VBASE + 700 * K) });
     expect(e.folio(f)).toMatchObject({ order: 2, mapcount: 0 });
+    mm.map(VBASE + 700 * K, { count: 4, entry: { kind: 'present', number: 0x1000 } });
+    expect(e.folio(f).mapcount).toBe(4);
+    expect(e.folio(small).mapcount).toBe(1);
     e.folios.setTag(small, 0, 1, 0);
     expect(e.page('pfn', 0x100)?.tag).toBe(0);
 
-    // Clearing one filler chunk frees one table frame: the tag chunk fits now (from the free list), a whole
-    // memmap section (129 contiguous frames) still does not.
+    // Clearing two filler chunks frees two table frames: the first tag of these pages (a tag directory frame and
+    // a chunk frame) fits now, from the free list; a whole memmap section (32 contiguous frames) still does not.
     const wasm = e.memoryUsage().wasmBytes;
-    expect(filler.clear(FILL + M2, FILL + 2 * M2)).toBe(512);
-    expect(e.memoryUsage().freeBytes).toBe(K);
+    expect(filler.clear(FILL + M2, FILL + 3 * M2)).toBe(1024);
+    expect(e.memoryUsage().freeBytes).toBe(2 * K);
     e.folios.setTag(small, 0, 1, 7);
     expect(e.page('pfn', 0x100)?.tag).toBe(7);
-    expect(e.memoryUsage()).toMatchObject({ wasmBytes: wasm, freeBytes: 0, tagBytes: K });
+    expect(e.memoryUsage()).toMatchObject({ wasmBytes: wasm, freeBytes: 0, tagBytes: 2 * K });
     expectCode(() => e.createFolio({ number: 0x10000 }), 'MEMORY_LIMIT');
     expect(e.page('pfn', 0x10000)).toBeUndefined();
 
@@ -192,15 +216,21 @@ describe(`operations past the ceiling (maxMemoryBytes ${LIMIT}) fail first and c
   it('a 1G hugetlb folio needing 8 new memmap sections fails whole: no section, no folio', () => {
     const w = world();
     const { e } = w;
-    // The first 1G folio fits (8 sections, 4 MiB of memmap); the second does not.
-    const first = e.createFolio({ number: 2 ** 18, hugetlb: '1G' });
+    // The first 1G folio fits (8 sections, 1 MiB of memmap). Then page tables take memory until less than
+    // 8 sections are left (but more than 7): the second 1G folio does not fit, and creates none of its sections.
+    const first = e.createFolio({ number: 2 ** 18, hugetlb: '1G', index: 4 * G1 / K }); // anon, mapped at 4 GiB below
+    fillUntil(e, 8 * SECTION);
     const before = snapshot(w);
     expectCode(() => e.createFolio({ number: 2 ** 19, hugetlb: '1G' }), 'MEMORY_LIMIT', '0x80000');
     expect(snapshot(w)).toBe(before);
     expect(e.page('pfn', 2 ** 19)).toBeUndefined();
     expect(e.folioCensus().hugetlb).toBe(1);
+    // Sections one at a time still fit: the failed folio left the room it could not use.
+    const sections = e.memoryUsage().memmapBytes;
+    for (let s = 0; s < 7; s++) e.createFolio({ number: 2 ** 19 + s * 2 ** 15 });
+    expect(e.memoryUsage().memmapBytes - sections).toBeGreaterThanOrEqual(7 * SECTION);
     // The engine still creates small folios and maps them, and maps the first 1G folio.
-    const f = e.createFolio({ number: 0x600 });
+    const f = e.createFolio({ number: 0x600, index: lpi(w.mm, VBASE + 3 * M2) });
     w.mm.map(VBASE + 3 * M2, { entry: { kind: 'present', number: 0x600 } });
     expect(e.folio(f).mapcount).toBe(1);
     w.mm.addVma({ start: 4 * G1, end: 5 * G1, flags: { hugetlb: '1G' } });

@@ -1,7 +1,8 @@
-// Page-table model tests: sparse tables in WASM memory, spec §3.1 geometry, bulk set/clear, many mms, and a
-// fast-check property test of the engine against a plain Map model (DESIGN.md §3 "Tests").
+// Page-table model tests: sparse tables in WASM memory, spec §3.1 geometry, bulk set/clear and many mms (the
+// fast-check property test against a Map model is in pagetable-model.test.ts). Folios are created with the
+// index of the address where they are mapped (kernel-operations.md §0.3): for an anon VMA with the default
+// pgoff that is the virtual address / 4096.
 import { describe, expect, it } from 'vitest';
-import fc from 'fast-check';
 import { Engine, Mm, PvmwError, encodePresent, type EntrySpec, type PvmwErrorCode } from '../src/index.js';
 
 const K = 4096;
@@ -51,7 +52,7 @@ describe('sparse tables (issue "Page tables in WASM linear memory")', () => {
     expect(mm.translate(0x401000).steps.map((s) => [s.level, s.entry.kind])).toEqual([['pgd', 'none']]);
     expect(mm.translate(0x401000).page).toBeUndefined();
     mm.addVma({ start: 0x400000, end: 0x800000 });
-    const f = e.createFolio({ number: 0x1234 });
+    const f = e.createFolio({ number: 0x1234, index: 0x401000 / K });
     mm.map(0x401000, { entry: { kind: 'present', number: 0x1234, write: true } });
     const { tables, leaves } = mm.stats();
     expect(Object.values(tables)).toEqual(Array(paging).fill(1));
@@ -96,7 +97,7 @@ describe('sparse tables (issue "Page tables in WASM linear memory")', () => {
     const e = engine(paging);
     const mm = e.createMm();
     mm.addVma({ start: last - M2 + K, end: last + K });
-    e.createFolio({ number: 0x777 });
+    e.createFolio({ number: 0x777, index: last / K });
     mm.map(last, { entry: { kind: 'present', number: 0x777 } });
     mm.map(last - K, { entry: { kind: 'swap', swapType: 3, offset: 99 } });
     expect(mm.translate(last).leaf.entry).toMatchObject({ kind: 'present', number: 0x777 });
@@ -110,8 +111,8 @@ describe('sparse tables (issue "Page tables in WASM linear memory")', () => {
   });
 
   it.each([
-    { what: 'THP: a PMD leaf', level: 'pmd', start: G1, vma: { thp: true }, folio: { number: 0x400, order: 9 }, steps: ['pgd', 'pud', 'pmd'] },
-    { what: '1G hugetlb: a PUD leaf', level: 'pud', start: 2 * G1, vma: { hugetlb: '1G' }, folio: { number: 2 ** 18, hugetlb: '1G' }, steps: ['pgd', 'pud'] },
+    { what: 'THP: a PMD leaf', level: 'pmd', start: G1, vma: { thp: true }, folio: { number: 0x400, order: 9, index: G1 / K }, steps: ['pgd', 'pud', 'pmd'] },
+    { what: '1G hugetlb: a PUD leaf', level: 'pud', start: 2 * G1, vma: { hugetlb: '1G' }, folio: { number: 2 ** 18, hugetlb: '1G', index: 2 * G1 / K }, steps: ['pgd', 'pud'] },
   ] as const)('$what sits at its level with no lower table; a partial clear is ENTRY_CONFLICT', ({ level, start, vma, folio, steps }) => {
     const e = engine();
     const mm = e.createMm();
@@ -142,13 +143,13 @@ describe('geometry (spec §3.1)', () => {
     const mm = e.createMm();
     mm.addVma({ start: G512 - 4 * M2, end: G512 + 4 * M2 });
     mm.addVma({ start: 3 * G1, end: 4 * G1, flags: { hugetlb: '1G' } });
-    e.createFolio({ number: 0x200, order: 9 });
-    e.createFolio({ number: 0x1000 });
-    e.createFolio({ number: 2 ** 18, hugetlb: '1G' });
+    e.createFolio({ number: 0x200, order: 9, index: (G512 - 4 * M2) / K });
+    e.createFolios({ number: 0x1000, index: (G512 + 2 * K) / K }, 2); // 0x1000 at G512 + 2K, 0x1001 at G512 + 3K
+    e.createFolio({ number: 2 ** 18, hugetlb: '1G', index: 3 * G1 / K });
     mm.map(G512 - 4 * M2, { level: 'pmd', entry: { kind: 'present', number: 0x200, young: true } });
     mm.map(G512 - K, { count: 3, entry: { kind: 'swap', swapType: 1, offset: 0x55 } });
     mm.map(G512 + 2 * K, { entry: { kind: 'present', number: 0x1000, dirty: true, nx: true } });
-    mm.map(G512 + 3 * K, { entry: { kind: 'migration-read', number: 0x1000 } });
+    mm.map(G512 + 3 * K, { entry: { kind: 'migration-read', number: 0x1001 } });
     mm.map(G512 + 4 * K, { entry: { kind: 'marker', uffdWp: true } });
     mm.map(3 * G1, { level: 'pud', entry: { kind: 'present', number: 2 ** 18 } });
     return mm;
@@ -179,7 +180,7 @@ describe('geometry (spec §3.1)', () => {
     const e5 = engine(5);
     const m5 = e5.createMm();
     m5.addVma({ start: va, end: va + M2 });
-    e5.createFolio({ number: 0x42 });
+    e5.createFolio({ number: 0x42, index: va / K });
     m5.map(va, { entry: { kind: 'present', number: 0x42 } });
     expect(m5.translate(va).leaf.entry).toMatchObject({ kind: 'present', number: 0x42 });
     // Distinct from the address with bits 47..55 cleared (a different PGD/P4D slot).
@@ -197,7 +198,7 @@ describe('bulk set and clear', () => {
     const e = engine();
     const mm = e.createMm();
     mm.addVma({ start: BASE, end: BASE + N * K });
-    const folios = Array.from({ length: N / 512 }, (_, i) => e.createFolio({ number: PFN + 512 * i, order: 9 }));
+    const folios = Array.from({ length: N / 512 }, (_, i) => e.createFolio({ number: PFN + 512 * i, order: 9, index: BASE / K + 512 * i }));
     mm.map(BASE, { count: N, entry: { kind: 'present', number: PFN, write: true } });
     return { e, mm, folios };
   }
@@ -239,7 +240,7 @@ describe('bulk set and clear', () => {
     const u1 = e.memoryUsage();
     expect(u1).toMatchObject({ tables: 1, freeBytes: 260 * K });
     expect(folios.every((f) => e.folio(f).mapcount === 0)).toBe(true);
-    mm.map(BASE + N * K - 64 * M2, { count: 64 * 512, entry: { kind: 'present', number: PFN } });
+    mm.map(BASE + N * K - 64 * M2, { count: 64 * 512, entry: { kind: 'present', number: PFN + N - 64 * 512 } }); // the same pages again
     const u2 = e.memoryUsage();
     expect(u2.wasmBytes).toBe(u1.wasmBytes);
     expect(u2.tables).toBe(1 + 1 + 1 + 64);
@@ -253,22 +254,24 @@ describe('bulk set and clear', () => {
     const e = engine();
     const mm = e.createMm();
     mm.addVma({ start: G1, end: G1 + 8 * M2 });
-    const thp = e.createFolio({ number: 0x800, order: 9 });
-    const thp2 = e.createFolio({ number: 0xa00, order: 9 });
-    const small = e.createFolio({ number: 0x10 });
+    // thp belongs at G1 + M2, thp2 and thp3 at the next two 2 MiB blocks, small at G1 + 3·M2 + 10 pages.
+    const thp = e.createFolio({ number: 0x800, order: 9, index: (G1 + M2) / K });
+    const thp2 = e.createFolio({ number: 0xa00, order: 9, index: (G1 + 2 * M2) / K });
+    const thp3 = e.createFolio({ number: 0xc00, order: 9, index: (G1 + 3 * M2) / K });
+    const small = e.createFolio({ number: 0x10, index: (G1 + 3 * M2 + 10 * K) / K });
     mm.map(G1 + M2, { level: 'pmd', entry: { kind: 'present', number: 0x800 } });
     mm.map(G1 + 3 * M2 + 10 * K, { entry: marker });
     const addrs = [G1 + M2, G1 + M2 + 4 * K, G1 + 3 * M2, G1 + 3 * M2 + 10 * K, G1 + 3 * M2 + 11 * K, G1 + 4 * M2];
-    const folios = [thp, thp2, small];
+    const folios = [thp, thp2, thp3, small];
     const before = snapshot(e, mm, addrs, folios);
     const attempts: Array<[string, () => void, string]> = [
       ['over a marker', () => mm.map(G1 + 3 * M2 + 9 * K, { count: 3, entry: { kind: 'swap', swapType: 2, offset: 1 } }), 'pte'],
       ['present over a marker', () => mm.map(G1 + 3 * M2 + 10 * K, { entry: { kind: 'present', number: 0x10 } }), 'pte'],
-      ['PTE under the PMD leaf', () => mm.map(G1 + M2 + 4 * K, { entry: { kind: 'present', number: 0x10 } }), 'pmd'],
+      ['PTE under the PMD leaf', () => mm.map(G1 + M2 + 4 * K, { entry: { kind: 'present', number: 0x800 + 4 } }), 'pmd'],
       ['PTEs running into the PMD leaf', () => mm.map(G1 + M2 - 2 * K, { count: 4, entry: marker }), 'pmd'],
-      ['PMD leaf over the PMD leaf', () => mm.map(G1 + M2, { level: 'pmd', entry: { kind: 'present', number: 0xa00 } }), 'pmd'],
-      ['PMD leaf over a PTE table', () => mm.map(G1 + 3 * M2, { level: 'pmd', entry: { kind: 'present', number: 0xa00 } }), 'pmd'],
-      ['two PMD leaves, the second over a PTE table', () => mm.map(G1 + 2 * M2, { level: 'pmd', count: 2, entry: { kind: 'migration-read', number: 0x800 } }), 'pmd'],
+      ['PMD leaf over the PMD leaf', () => mm.map(G1 + M2, { level: 'pmd', entry: { kind: 'present', number: 0x800 } }), 'pmd'],
+      ['PMD leaf over a PTE table', () => mm.map(G1 + 3 * M2, { level: 'pmd', entry: { kind: 'present', number: 0xc00 } }), 'pmd'],
+      ['two PMD leaves, the second over a PTE table', () => mm.map(G1 + 2 * M2, { level: 'pmd', count: 2, entry: { kind: 'migration-read', number: 0xa00 } }), 'pmd'],
       ['clear from inside the PMD leaf', () => mm.clear(G1 + M2 + K, G1 + 4 * M2), 'pmd'],
       ['clear into the PMD leaf', () => mm.clear(G1, G1 + M2 + K), 'pmd'],
     ];
@@ -279,6 +282,7 @@ describe('bulk set and clear', () => {
     }
     expect(e.folio(small).mapcount).toBe(0);
     expect(e.folio(thp2).mapcount).toBe(0);
+    expect(e.folio(thp3).mapcount).toBe(0);
   });
 
   it('§3.5 swap type 0 offset 2^50−1 encodes to 0 (none), so map refuses it with BAD_ENTRY', () => {
@@ -306,12 +310,15 @@ describe('spec §3.4: PMD-level softleaves outside hugetlb VMAs', () => {
 describe('many mms in one engine; engines are independent (DESIGN.md §2)', () => {
   it('50 mms map the same folios: mapcount 50, freeing them one by one drops it to 0', () => {
     const e = engine();
-    const small = e.createFolio({ number: 0x99 });
-    const thp = e.createFolio({ number: 0x1200, order: 9 });
+    // small is page 0x99 of file 1; mm i maps the file with pgoff 0x99 − i, which puts that page at G1 + i pages.
+    // thp is anonymous and at G1 + 2·M2 in every mm (as after fork).
+    const small = e.createFolio({ number: 0x99, file: 1, index: 0x99 });
+    const thp = e.createFolio({ number: 0x1200, order: 9, index: (G1 + 2 * M2) / K });
     const mms = Array.from({ length: 50 }, (_, i) => {
       const mm = e.createMm();
-      mm.addVma({ start: G1, end: G1 + 4 * M2 });
-      mm.map(G1 + (i % 512) * K, { entry: { kind: 'present', number: 0x99 } });
+      mm.addVma({ start: G1, end: G1 + M2, file: 1, pgoff: 0x99 - i });
+      mm.addVma({ start: G1 + M2, end: G1 + 4 * M2 });
+      mm.map(G1 + i * K, { entry: { kind: 'present', number: 0x99 } });
       mm.map(G1 + 2 * M2, { level: 'pmd', entry: { kind: 'present', number: 0x1200 } });
       return mm;
     });
@@ -335,7 +342,7 @@ describe('many mms in one engine; engines are independent (DESIGN.md §2)', () =
     // Freed frames serve a new mm.
     const wasm = e.memoryUsage().wasmBytes;
     const mm = e.createMm();
-    mm.addVma({ start: G1, end: G1 + M2 });
+    mm.addVma({ start: G1, end: G1 + M2, file: 1, pgoff: 0x99 });
     mm.map(G1, { entry: { kind: 'present', number: 0x99 } });
     expect(e.memoryUsage()).toMatchObject({ wasmBytes: wasm, tables: 4, freeBytes: 196 * K });
     e.freeFolio(thp);
@@ -365,7 +372,7 @@ describe('many mms in one engine; engines are independent (DESIGN.md §2)', () =
     const [e1, e2] = [engine(), engine()];
     const [m1, m2] = [e1.createMm(), e2.createMm()];
     expect(m2.id).toBe(m1.id);
-    const f1 = e1.createFolio({ number: 0x500, order: 1 });
+    const f1 = e1.createFolio({ number: 0x500, order: 1, index: G1 / K });
     m1.addVma({ start: G1, end: G1 + M2 });
     m2.addVma({ start: G1, end: G1 + M2 });
     m1.map(G1, { count: 2, entry: { kind: 'present', number: 0x500 } });
@@ -374,7 +381,7 @@ describe('many mms in one engine; engines are independent (DESIGN.md §2)', () =
     expect(e2.page('pfn', 0x500)).toBeUndefined();
     expectCode(() => e2.folio(f1), 'NO_FOLIO');
     expectCode(() => m2.map(G1, { entry: { kind: 'present', number: 0x500 } }), 'NO_FOLIO', '0x500');
-    const f2 = e2.createFolio({ number: 0x500, order: 1 });
+    const f2 = e2.createFolio({ number: 0x500, order: 1, index: G1 / K });
     m2.map(G1 + K, { entry: { kind: 'present', number: 0x501 } });
     expect(e1.folio(f1).mapcount).toBe(2);
     expect(e2.folio(f2)).toMatchObject({ order: 1, mapcount: 1 });
@@ -383,135 +390,5 @@ describe('many mms in one engine; engines are independent (DESIGN.md §2)', () =
     expect(e1.folio(f1).mapcount).toBe(0);
     expect(m2.translate(G1 + K).leaf.entry).toMatchObject({ kind: 'present', number: 0x501 });
     expect(e2.memoryUsage().tables).toBe(4);
-  });
-});
-
-// ---- property: the engine against a plain Map model ------------------------------------------------------
-describe('property: map/clear sequences match a Map model (fast-check)', () => {
-  const VBASE = G512 - 2 * M2; // one VMA of 4 PMD blocks across a PGD (and PUD) boundary
-  const NP = 2048;
-  const SMALL = 0x1000; // 64 order-0 folios
-  const THP = 0x10000; // 4 order-9 folios
-  type Kind = 'present' | 'swap' | 'marker' | 'migration-read';
-  type Ent = { kind: Kind; num: number };
-  type Op =
-    | { t: 'map'; level: 'pte' | 'pmd'; at: number; count: number; e: Ent; sample: number[] }
-    | { t: 'clear'; from: number; len: number; sample: number[] };
-  const inFolio = (p: number) => (p >= SMALL && p < SMALL + 64) || (p >= THP && p < THP + 2048);
-  const spec = (e: Ent): EntrySpec =>
-    e.kind === 'present' ? { kind: 'present', number: e.num, write: true }
-      : e.kind === 'swap' ? { kind: 'swap', swapType: 1, offset: e.num }
-      : e.kind === 'marker' ? marker : { kind: 'migration-read', number: e.num };
-  const pfnArb = fc.oneof(fc.integer({ min: SMALL, max: SMALL + 70 }), fc.integer({ min: THP, max: THP + 2056 }));
-  const pteEnt = fc.oneof(
-    pfnArb.map((num): Ent => ({ kind: 'present', num })),
-    pfnArb.map((num): Ent => ({ kind: 'migration-read', num })),
-    fc.integer({ min: 0, max: 2 ** 40 }).map((num): Ent => ({ kind: 'swap', num })),
-    fc.constant<Ent>({ kind: 'marker', num: 0 }),
-  );
-  const pmdNum = fc.oneof({ weight: 6, arbitrary: fc.integer({ min: 0, max: 3 }).map((j) => THP + 512 * j) }, fc.constant(THP + 2048), fc.constant(SMALL));
-  const pmdEnt = fc.record({ kind: fc.constantFrom<Kind>('present', 'present', 'migration-read'), num: pmdNum });
-  const sample = fc.array(fc.integer({ min: 0, max: NP - 1 }), { maxLength: 6 });
-  const count = fc.oneof(fc.integer({ min: 1, max: 8 }), fc.integer({ min: 1, max: 700 }));
-  const opArb: fc.Arbitrary<Op> = fc.oneof(
-    { weight: 4, arbitrary: fc.record({ t: fc.constant('map' as const), level: fc.constant('pte' as const), at: fc.integer({ min: 0, max: NP - 1 }), count, e: pteEnt, sample }) },
-    { weight: 2, arbitrary: fc.record({ t: fc.constant('map' as const), level: fc.constant('pmd' as const), at: fc.integer({ min: 0, max: 3 }), count: fc.integer({ min: 1, max: 3 }), e: pmdEnt, sample }) },
-    { weight: 2, arbitrary: fc.record({ t: fc.constant('clear' as const), from: fc.integer({ min: 0, max: NP + 8 }), len: fc.oneof(fc.integer({ min: 1, max: 16 }), fc.integer({ min: 1, max: 1100 })), sample }) },
-  );
-
-  /** The model's answer: the error code, or the new state and the number cleared. */
-  function predict(pte: Map<number, Ent>, pmd: Map<number, Ent>, op: Op): PvmwErrorCode | number {
-    if (op.t === 'clear') {
-      const [a, z] = [op.from, op.from + op.len];
-      for (const b of pmd.keys()) {
-        const [s, t] = [512 * b, 512 * b + 512];
-        if (s < z && a < t && (s < a || t > z)) return 'ENTRY_CONFLICT';
-      }
-      let n = 0;
-      for (const q of [...pte.keys()]) if (q >= a && q < z) pte.delete(q), n++;
-      for (const b of [...pmd.keys()]) if (512 * b >= a && 512 * b + 512 <= z) pmd.delete(b), n++;
-      return n;
-    }
-    const { level, at, count, e } = op;
-    const span = level === 'pte' ? 1 : 512;
-    if ((at + count) * span > NP) return 'NO_VMA';
-    if (e.kind === 'present' || e.kind === 'migration-read') {
-      for (let p = e.num; p < e.num + count * span; p++) if (!inFolio(p)) return 'NO_FOLIO';
-    }
-    const pages = Array.from({ length: count * span }, (_, i) => at * span + i);
-    if (pages.some((q) => pmd.has(Math.floor(q / 512)) || pte.has(q))) return 'ENTRY_CONFLICT';
-    for (let i = 0; i < count; i++) {
-      const num = e.kind === 'marker' ? 0 : e.num + i * (e.kind === 'swap' ? 1 : span);
-      (level === 'pte' ? pte : pmd).set(at + i, { kind: e.kind, num });
-    }
-    return count;
-  }
-
-  function check(e: Engine, mm: Mm, pte: Map<number, Ent>, pmd: Map<number, Ent>, pages: number[], folios: Map<number, number>): void {
-    for (const q of pages) {
-      const leaf = mm.translate(VBASE + q * K).leaf;
-      const want = pmd.get(Math.floor(q / 512)) ?? pte.get(q);
-      const where = `page ${q}`;
-      if (!want) {
-        expect(leaf.entry.kind, where).toBe('none');
-        continue;
-      }
-      expect([leaf.level, leaf.entry.kind], where).toEqual([pmd.has(Math.floor(q / 512)) ? 'pmd' : 'pte', want.kind]);
-      if (want.kind === 'swap') expect(leaf.entry.swap?.offset, where).toBe(want.num);
-      else if (want.kind === 'marker') expect(leaf.entry.marker?.guard, where).toBe(true);
-      else expect(leaf.entry.number, where).toBe(want.num);
-    }
-    const blocks = new Set([...pte.keys()].map((q) => Math.floor(q / 512)));
-    const addrsInUse = [...[...blocks].map((b) => 512 * b), ...[...pmd.keys()].map((b) => 512 * b)].map((q) => VBASE + q * K);
-    const st = mm.stats();
-    expect(st.leaves).toEqual({ pte: pte.size, pmd: pmd.size, pud: 0 });
-    expect(st.tables.pte).toBe(blocks.size);
-    expect(st.tables.pmd).toBe(new Set(addrsInUse.map((a) => Math.floor(a / G1))).size);
-    expect(st.tables.pud).toBe(new Set(addrsInUse.map((a) => Math.floor(a / G512))).size);
-    expect(e.memoryUsage().tables).toBe(Object.values(st.tables).reduce((x, y) => x + y, 0));
-    const mc = new Map<number, number>(); // folio head pfn → present mappings
-    const headOf = (p: number) => (p < THP ? p : THP + 512 * Math.floor((p - THP) / 512));
-    for (const v of [...pte.values(), ...pmd.values()]) if (v.kind === 'present') mc.set(headOf(v.num), (mc.get(headOf(v.num)) ?? 0) + 1);
-    for (const [head, id] of folios) expect(e.folio(id).mapcount, `folio ${head.toString(16)}`).toBe(mc.get(head) ?? 0);
-  }
-
-  it('random map (pte/pmd; present, swap, marker, migration) and clear operations agree with the model', () => {
-    fc.assert(
-      fc.property(fc.constantFrom<4 | 5>(4, 5), fc.array(opArb, { minLength: 1, maxLength: 25 }), (paging, ops) => {
-        const e = new Engine({ ramPages: 1 << 20, paging, maxMemoryBytes: 64 << 20 });
-        const folios = new Map<number, number>();
-        for (let i = 0; i < 64; i++) folios.set(SMALL + i, e.createFolio({ number: SMALL + i }));
-        for (let j = 0; j < 4; j++) folios.set(THP + 512 * j, e.createFolio({ number: THP + 512 * j, order: 9 }));
-        const mm = e.createMm();
-        mm.addVma({ start: VBASE, end: VBASE + NP * K, flags: { thp: true } });
-        const pte = new Map<number, Ent>();
-        const pmd = new Map<number, Ent>();
-        for (const op of ops) {
-          const want = predict(pte, pmd, op);
-          const usage = JSON.stringify(e.memoryUsage());
-          let got: PvmwErrorCode | number;
-          try {
-            if (op.t === 'clear') {
-              got = mm.clear(VBASE + op.from * K, VBASE + (op.from + op.len) * K);
-            } else {
-              const span = op.level === 'pte' ? K : M2;
-              mm.map(VBASE + op.at * span, { level: op.level, count: op.count, entry: spec(op.e) });
-              got = op.count;
-            }
-          } catch (err) {
-            if (!(err instanceof PvmwError)) throw err;
-            got = err.code;
-          }
-          expect(got, JSON.stringify(op)).toBe(want);
-          if (typeof want === 'string') expect(JSON.stringify(e.memoryUsage()), 'a refused operation changed memory').toBe(usage);
-          const edges = op.t === 'clear' ? [op.from - 1, op.from, op.from + op.len - 1, op.from + op.len] : op.level === 'pte' ? [op.at - 1, op.at, op.at + op.count - 1, op.at + op.count] : [op.at * 512, op.at * 512 + 511];
-          check(e, mm, pte, pmd, [...edges.filter((q) => q >= 0 && q < NP), ...op.sample], folios);
-        }
-        check(e, mm, pte, pmd, Array.from({ length: NP }, (_, q) => q), folios);
-        e.freeMm(mm.id);
-        for (const id of folios.values()) expect(e.folio(id).mapcount).toBe(0);
-      }),
-      { numRuns: 150 },
-    );
   });
 });

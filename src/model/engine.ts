@@ -17,9 +17,13 @@ export interface MemoryUsage {
   /** Page tables in use (4 KiB each). */
   tableBytes: number;
   tables: number;
-  /** memmap sections created (16 bytes per page of each section, plus its tag directory). */
+  /** memmap: page words (4 bytes per page, in sections of 2^15 pages created on demand) and folio records
+   *  (16 bytes per folio, 32 per large folio, in 64 KiB chunks). */
   memmapBytes: number;
-  /** Content-tag chunks (4 bytes per page, created on the first non-zero tag of 1024 pages). */
+  /** Of memmapBytes, the folio records. */
+  recordBytes: number;
+  /** Content tags: 4 KiB chunks of 4 bytes per page, created on the first non-zero tag of 1024 pages, and the
+   *  directory frame of each 2^15 pages that holds tags. */
   tagBytes: number;
   /** Fixed: table-count array, section table, range table, static data. */
   fixedBytes: number;
@@ -123,7 +127,8 @@ export class Engine {
   memoryUsage(): MemoryUsage {
     const x = this.wasm.exports;
     const tables = x.tablesInUse() >>> 0;
-    const memmapBytes = (x.sectionCount() >>> 0) * (x.sectionBytes() >>> 0);
+    const recordBytes = x.recordBytes();
+    const memmapBytes = (x.sectionCount() >>> 0) * (x.sectionBytes() >>> 0) + recordBytes;
     const tagBytes = (x.tagChunkCount() >>> 0) * 4096;
     const freeBytes = (x.framesFree() >>> 0) * 4096;
     return {
@@ -131,6 +136,7 @@ export class Engine {
       tableBytes: tables * 4096,
       tables,
       memmapBytes,
+      recordBytes,
       tagBytes,
       fixedBytes: x.framesBase() + x.memmapFixedBytes(),
       freeBytes,

@@ -29,8 +29,7 @@ export const FOLIO_FLAG = {
 } as const;
 export type FolioFlagName = 'ksm' | 'dirty' | 'swapbacked' | 'locked' | 'lru' | 'mlocked';
 const SETTABLE: readonly FolioFlagName[] = ['ksm', 'dirty', 'swapbacked', 'locked', 'lru', 'mlocked'];
-const PG_ORDER_MASK = 0x1f;
-const PG_TAIL = 1 << 5;
+/** Per-page flags as assembly/memmap.ts pageFlags reports them. */
 const PG_ANON_EXCLUSIVE = 1 << 7;
 const PG_HWPOISON = 1 << 8;
 /** Normal folios go up to PMD order (THP); hugetlb folios are 2 MiB or 1 GiB. */
@@ -185,8 +184,8 @@ export class Folios {
   info(id: FolioId): FolioInfo {
     this.require(id);
     const x = this.wasm.exports;
-    const w = x.pageWord(id) >>> 0;
-    const order = w & PG_ORDER_MASK;
+    const w = x.folioFlags(id) >>> 0;
+    const order = x.folioOrder(id);
     const { namespace, number } = this.mem.numberOf(id);
     const anon = (w & FOLIO_FLAG.anon) !== 0;
     const mapping = x.folioMapping(id) >>> 0;
@@ -215,11 +214,11 @@ export class Folios {
     const x = this.wasm.exports;
     const head = x.folioOf(g);
     if (head < 0) return undefined;
-    const w = x.pageWord(g) >>> 0;
+    const w = x.pageFlags(g) >>> 0;
     return {
       folio: head,
       page: g - head,
-      mapcount: (x.pageMapcount(g) >>> 0) + ((w & PG_ORDER_MASK) === 0 ? 0 : x.entireMapcount(head) >>> 0),
+      mapcount: (x.pageMapcount(g) >>> 0) + (x.entireMapcount(head) >>> 0),
       anonExclusive: (w & PG_ANON_EXCLUSIVE) !== 0,
       hwpoison: (w & PG_HWPOISON) !== 0,
       tag: x.tagGet(g) >>> 0,

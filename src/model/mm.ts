@@ -6,7 +6,7 @@ import { FOLIO_FLAG, type Folios, type PageInfo } from './folio.js';
 import { checkRange, LEAF_LEVELS, leafLevel, PAGE_SIZE, type Geometry, type LeafLevel, type LevelName } from './geometry.js';
 import type { PhysMem } from './physmem.js';
 import { isDevicePrivateKind, isMigration, type SoftleafKind } from './softleaf.js';
-import { VmaSet, type Vma, type VmaSpec } from './vma.js';
+import { VmaSet, linearPageIndex, type Vma, type VmaSpec } from './vma.js';
 
 /** What the engine shares with each of its address spaces. */
 export interface EngineContext {
@@ -107,7 +107,7 @@ export class Mm {
     const size = 2 ** LEAF_LEVELS[level];
     const end = addr + count * size;
     checkRange(geo, addr, end, size);
-    this.checkVmas(addr, end, level);
+    const vma = this.vmaFor(addr, end, level);
 
     const entry = spec.entry;
     const stride = this.stride(entry, level);
@@ -120,10 +120,10 @@ export class Mm {
         throw new PvmwError('BAD_ENTRY', `the ${which} entry of this ${level} run encodes to 0, which reads as none (swap type 0, offset ${hex(2 ** 50 - 1)})`);
       }
     }
-    this.checkLeafKind(addr, level, first);
+    this.checkLeafKind(vma, level, first);
     const step = count > 1 ? this.encode(level, entry, stride) : first;
     const stepRaw = rawFromBigInt((rawToBigInt(step) - rawToBigInt(first)) & 0xffff_ffff_ffff_ffffn);
-    this.checkTargets(addr, level, first, count, stride);
+    this.checkTargets(vma, addr, level, first, count, stride);
 
     const x = wasm.exports;
     const st = x.ptSetRange(root, addr, HEIGHT[level], count, first.lo, first.hi, stepRaw.lo, stepRaw.hi, 1);
@@ -201,18 +201,19 @@ export class Mm {
 
   // --- checks -----------------------------------------------------------------------------------------
 
-  private checkVmas(start: number, end: number, level: LeafLevel): void {
-    if (!this.vmas.covers(start, end)) {
-      throw new PvmwError('NO_VMA', `[${hex(start)}, ${hex(end)}) is not inside the VMAs of mm ${this.id}`);
+  /** The one VMA holding [start, end), whose kind must take leaves of this level. */
+  private vmaFor(start: number, end: number, level: LeafLevel): Vma {
+    const v = this.vmas.find(start);
+    if (!v || end > v.end) {
+      throw new PvmwError('NO_VMA', `[${hex(start)}, ${hex(end)}) is not inside one VMA of mm ${this.id}`);
     }
-    for (const v of this.vmas.overlapping(start, end)) {
-      const want = v.flags.hugetlb ? HUGETLB_LEVEL[v.flags.hugetlb] : null;
-      if (want ? level !== want : level === 'pud') {
-        throw new PvmwError('BAD_ENTRY', want
-          ? `hugetlb ${v.flags.hugetlb} VMA ${hex(v.start)}-${hex(v.end)} takes ${want} entries, not ${level}`
-          : `${level} leaves exist only in 1G hugetlb VMAs; VMA ${hex(v.start)}-${hex(v.end)} is not one`);
-      }
+    const want = v.flags.hugetlb ? HUGETLB_LEVEL[v.flags.hugetlb] : null;
+    if (want ? level !== want : level === 'pud') {
+      throw new PvmwError('BAD_ENTRY', want
+        ? `hugetlb ${v.flags.hugetlb} VMA ${hex(v.start)}-${hex(v.end)} takes ${want} entries, not ${level}`
+        : `${level} leaves exist only in 1G hugetlb VMAs; VMA ${hex(v.start)}-${hex(v.end)} is not one`);
     }
+    return v;
   }
 
   /**
@@ -220,12 +221,12 @@ export class Mm {
    * and device-private entries). hugetlb leaves follow the PTE rules at their own level (spec §2), so a
    * hugetlb VMA also takes hwpoison entries and markers there.
    */
-  private checkLeafKind(addr: number, level: LeafLevel, raw: RawEntry): void {
+  private checkLeafKind(vma: Vma, level: LeafLevel, raw: RawEntry): void {
     if (level === 'pte') return;
     const kind = decodeEntry(raw, level, this.ctx.decode).kind;
     if (kind === 'present' || kind === 'table' || kind === 'none' || kind === 'unknown') return;
     if (isMigration(kind) || isDevicePrivateKind(kind)) return;
-    const hugetlb = this.vmas.find(addr)?.flags.hugetlb != null;
+    const hugetlb = vma.flags.hugetlb !== null;
     if (hugetlb && (kind === 'hwpoison' || kind === 'marker')) return;
     throw new PvmwError('BAD_ENTRY', `${kind} entries are not valid ${level} leaves${hugetlb ? ' of a hugetlb VMA' : ''} (spec §3.4: only migration and device-private entries are)`);
   }
@@ -248,8 +249,12 @@ export class Mm {
     return encodeSoftleaf(decode.table, decode.swpPfnBits, { ...entry, number: entry.number + advance });
   }
 
-  /** The numbers the entries name must be in memory of the right kind, and mappings must map folio pages. */
-  private checkTargets(addr: number, level: LeafLevel, first: RawEntry, count: number, stride: number): void {
+  /**
+   * The numbers the entries name must be in memory of the right kind; entries that name folio pages must name
+   * pages of folios, and mappings and migration entries must name folios rmap can find from this VMA
+   * (anon or the same file, and folio index + page = linear page index: kernel-operations.md §0.3).
+   */
+  private checkTargets(vma: Vma, addr: number, level: LeafLevel, first: RawEntry, count: number, stride: number): void {
     const { decode, mem, wasm } = this.ctx;
     const d = decodeEntry(first, level, decode);
     if (d.kind === 'swap' || d.kind === 'marker' || d.namespace === null || d.number === null) return;
@@ -267,26 +272,31 @@ export class Mm {
     const x = wasm.exports;
     const g0 = range.start + (d.number - range.base);
     const forbid = level === 'pte' ? FOLIO_FLAG.hugetlb : 0;
-    const bad = x.firstUnfitPage(g0, pages, forbid);
+    const lpi = linearPageIndex(vma, addr);
+    const bad = x.firstUnfitPage(g0, pages, forbid, kind === 'hwpoison' ? 0 : 1, vma.anon ? 1 : 0, vma.file ?? 0, lpi);
     if (bad >= 0) {
       const n = range.base + (bad - range.start);
-      throw new PvmwError(x.folioOf(bad) < 0 ? 'NO_FOLIO' : 'BAD_ENTRY', x.folioOf(bad) < 0
-        ? `${d.namespace === 'pfn' ? 'pfn' : 'device-private offset'} ${hex(n)} belongs to no folio`
-        : `hugetlb folio page ${hex(n)} cannot be mapped by a PTE`);
+      const what = `${d.namespace === 'pfn' ? 'pfn' : 'device-private offset'} ${hex(n)}`;
+      if (x.folioOf(bad) < 0) throw new PvmwError('NO_FOLIO', `${what} belongs to no folio`);
+      const f = this.ctx.folios.info(x.folioOf(bad));
+      if (level === 'pte' && f.hugetlb) throw new PvmwError('BAD_ENTRY', `hugetlb folio page ${hex(n)} cannot be mapped by a PTE`);
+      const at = addr + (bad - g0) * PAGE_SIZE;
+      const why = f.anon !== vma.anon || f.file !== vma.file
+        ? `the folio is ${f.anon ? 'anon' : `of file ${f.file}`}, the VMA ${vma.anon ? 'anon' : `of file ${vma.file}`}`
+        : `its page index ${hex(f.index + (bad - f.id))} is not the linear page index ${hex(lpi + (bad - g0))} of ${hex(at)}`;
+      throw new PvmwError('BAD_ENTRY', `${what} cannot be mapped at ${hex(at)}: rmap would not find it there (${why})`);
     }
     if (level === 'pte') return;
     const order = level === 'pmd' ? 9 : 18;
-    const size = 2 ** LEAF_LEVELS[level];
+    const hugetlbVma = vma.flags.hugetlb !== null;
     for (let i = 0; i < count; i++) {
       const g = g0 + i * stride;
-      const w = x.pageWord(g) >>> 0;
-      if (x.isFolio(g) === 0 || (w & 0x1f) !== order) {
+      if (x.isFolio(g) === 0 || x.folioOrder(g) !== order) {
         throw new PvmwError('BAD_ENTRY', `a ${level} leaf must map a whole order-${order} folio; ${hex(d.number + i * stride)} is not the head of one`);
       }
-      const hugetlbVma = this.vmas.find(addr + i * size)?.flags.hugetlb != null;
-      if (hugetlbVma !== ((w & FOLIO_FLAG.hugetlb) !== 0)) {
+      if (hugetlbVma !== ((x.folioFlags(g) & FOLIO_FLAG.hugetlb) !== 0)) {
         throw new PvmwError('BAD_ENTRY', hugetlbVma
-          ? `hugetlb VMA at ${hex(addr + i * size)} can only map hugetlb folios; ${hex(d.number + i * stride)} is not one`
+          ? `hugetlb VMA ${hex(vma.start)}-${hex(vma.end)} can only map hugetlb folios; ${hex(d.number + i * stride)} is not one`
           : `hugetlb folio ${hex(d.number + i * stride)} can only be mapped in a hugetlb VMA`);
       }
     }
