@@ -3,6 +3,7 @@ import {
   DEFAULT_SETTINGS, Engine, PvmwError, PMD_SIZE, PUD_SIZE,
   type EngineOptions, type Mm, type Namespace, type PvmwErrorCode,
 } from '../src/index.js';
+import { expectPvmwError } from './helpers.js';
 
 // Issue "Bad input" and D7: input the kernel could never see raises a PvmwError with a stable code and a message
 // naming the bad value (hex for addresses and pfns, JSON for names); the rejected operation changes nothing
@@ -118,19 +119,6 @@ function stillWorks(w: World): void {
   expect(snap(w)).toEqual(before);
 }
 
-function expectPvmwError(f: () => unknown, code: PvmwErrorCode, ...inMessage: string[]): PvmwError {
-  let caught: unknown;
-  try {
-    f();
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught).toBeInstanceOf(PvmwError);
-  const err = caught as PvmwError;
-  expect(err.code).toBe(code);
-  for (const s of inMessage) expect(err.message).toContain(s);
-  return err;
-}
 
 /** The error, then proof that nothing changed and that the engine still works. */
 function rejects(w: World, f: () => unknown, code: PvmwErrorCode, ...inMessage: string[]): void {

@@ -15,6 +15,8 @@ import {
 import type { LevelName } from '../src/model/geometry.js';
 import { DEFAULT_SETTINGS, type DeviceModel, type KernelConfig } from '../src/model/settings.js';
 import { type SoftleafKind, isDevicePrivateKind, softleafTable } from '../src/model/softleaf.js';
+import { expectPvmwError } from './helpers.js';
+import type { PvmwErrorCode } from '../src/errors.js';
 
 const ALL_ON: KernelConfig = { devicePrivate: true, migration: true, memoryFailure: true };
 const ctxOf = (semantics: 'newest' | 'series', deviceModel: DeviceModel, swpPfnBits = 34): DecodeContext => ({
@@ -28,17 +30,10 @@ const SERIES_PFN = ctxOf('series', 'pfn');
 const SERIES_OFF = ctxOf('series', 'offset');
 const MODELS: DeviceModel[] = ['pfn', 'offset'];
 
-function expectBad(fn: () => unknown, needle: string, code = 'BAD_ENTRY'): void {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(PvmwError);
-  expect((err as PvmwError).code).toBe(code);
-  expect((err as PvmwError).message).toContain(needle);
-}
+/** A BAD_ENTRY (or `code`) error whose message names `needle`. */
+const expectBad = (fn: () => unknown, needle: string, code: PvmwErrorCode = 'BAD_ENTRY'): void => {
+  expectPvmwError(fn, code, needle);
+};
 
 const leaf = (ctx: DecodeContext, spec: SoftleafSpec, level: LevelName = 'pte') =>
   decodeEntry(encodeSoftleaf(ctx.table, ctx.swpPfnBits, spec), level, ctx);

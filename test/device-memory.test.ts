@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Engine, PvmwError, PMD_SIZE, type DeviceModel, type EngineOptions, type PvmwErrorCode } from '../src/index.js';
+import { expectPvmwError } from './helpers.js';
 
 const P = 4096;
 const CHUNK = 4096; // pages per device chunk (a multiple of 512)
@@ -9,17 +10,6 @@ function engine(deviceModel: DeviceModel, opts: EngineOptions = {}): Engine {
   return new Engine({ ramPages: RAM, deviceChunkPages: CHUNK, deviceModel, ...opts });
 }
 
-function expectPvmwError(f: () => unknown, code: PvmwErrorCode, ...inMessage: string[]): void {
-  let caught: unknown;
-  try {
-    f();
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught).toBeInstanceOf(PvmwError);
-  expect((caught as PvmwError).code).toBe(code);
-  for (const s of inMessage) expect((caught as PvmwError).message).toContain(s);
-}
 
 const hex = (n: number) => '0x' + n.toString(16);
 

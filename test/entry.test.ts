@@ -24,23 +24,18 @@ import {
 } from '../src/model/entry.js';
 import { type SoftleafTable, isMigration, softleafTable } from '../src/model/softleaf.js';
 import type { KernelConfig, Semantics } from '../src/model/settings.js';
+import { expectPvmwError } from './helpers.js';
+import type { PvmwErrorCode } from '../src/errors.js';
 
 const RUNS = { numRuns: 1000 };
 const ALL_ON: KernelConfig = { devicePrivate: true, migration: true, memoryFailure: true };
 const NEWEST = softleafTable(ALL_ON, 'newest');
 
 /** Expect fn to throw a PvmwError with this code whose message names `needle`. */
-function expectBad(fn: () => unknown, needle: string, code = 'BAD_ENTRY'): void {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(PvmwError);
-  expect((err as PvmwError).code).toBe(code);
-  expect((err as PvmwError).message).toContain(needle);
-}
+/** A BAD_ENTRY (or `code`) error whose message names `needle`. */
+const expectBad = (fn: () => unknown, needle: string, code: PvmwErrorCode = 'BAD_ENTRY'): void => {
+  expectPvmwError(fn, code, needle);
+};
 
 const h = (n: number) => '0x' + n.toString(16);
 const isU32 = (x: number) => Number.isInteger(x) && x >= 0 && x < 2 ** 32;

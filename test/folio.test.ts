@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { Engine, PvmwError, PMD_SIZE, PUD_SIZE, linearPageIndex, type EngineOptions, type PvmwErrorCode } from '../src/index.js';
+import { expectPvmwError } from './helpers.js';
 
 const P = 4096;
 const RAM = 1 << 20; // 4 GiB: room for a 1 GiB hugetlb folio
@@ -9,17 +10,6 @@ function engine(opts: EngineOptions = {}): Engine {
   return new Engine({ ramPages: RAM, deviceChunkPages: 4096, ...opts });
 }
 
-function expectPvmwError(f: () => unknown, code: PvmwErrorCode, ...inMessage: string[]): void {
-  let caught: unknown;
-  try {
-    f();
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught).toBeInstanceOf(PvmwError);
-  expect((caught as PvmwError).code).toBe(code);
-  for (const s of inMessage) expect((caught as PvmwError).message).toContain(s);
-}
 
 /** Precise mapcount (folio_precise_page_mapcount, spec §8.3) of RAM pfn n. */
 const mc = (e: Engine, n: number) => e.page('pfn', n)!.mapcount;

@@ -2,6 +2,7 @@
 // anything, with a clear error, and the engine stays usable"; DESIGN.md §3 "Errors", §5).
 import { describe, expect, it } from 'vitest';
 import { Engine, Mm, PvmwError, linearPageIndex, type EntrySpec, type PvmwErrorCode } from '../src/index.js';
+import { expectPvmwError } from './helpers.js';
 
 const K = 4096;
 const M2 = 2 ** 21;
@@ -12,19 +13,6 @@ const FILL = 2 ** 44; // a second mm fills memory here, in 4 pre-made PMD tables
 const SECTION = 2 ** 15 * 4; // a memmap section: 2^15 pages, one 4-byte word each
 const marker: EntrySpec = { kind: 'marker', guard: true };
 
-function expectCode(f: () => unknown, code: PvmwErrorCode, ...inMessage: string[]): PvmwError {
-  let caught: unknown;
-  try {
-    f();
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught, `expected PvmwError ${code}`).toBeInstanceOf(PvmwError);
-  const err = caught as PvmwError;
-  expect(err.code, err.message).toBe(code);
-  for (const s of inMessage) expect(err.message).toContain(s);
-  return err;
-}
 
 interface World {
   e: Engine;
@@ -103,11 +91,11 @@ function fillUntil(e: Engine, room: number): Mm {
 
 describe('maxMemoryBytes setting', () => {
   it.each([2 ** 32 + 65536, 2 ** 33, 0, -1, 2 ** 20 + 0.5, Number.NaN])('maxMemoryBytes %d is BAD_SETTING', (v) => {
-    expectCode(() => new Engine({ maxMemoryBytes: v }), 'BAD_SETTING', 'maxMemoryBytes');
+    expectPvmwError(() => new Engine({ maxMemoryBytes: v }), 'BAD_SETTING', 'maxMemoryBytes');
   });
 
   it.each([1, 65536, 1 << 20, 4 << 20])('maxMemoryBytes %d is too small to start: MEMORY_LIMIT', (v) => {
-    expectCode(() => new Engine({ maxMemoryBytes: v }), 'MEMORY_LIMIT', String(v));
+    expectPvmwError(() => new Engine({ maxMemoryBytes: v }), 'MEMORY_LIMIT', String(v));
   });
 
   it('the smallest accepted ceiling (5 MiB) and the wasm32 maximum (4 GiB) both start an engine that works', () => {
@@ -129,7 +117,7 @@ describe(`operations past the ceiling (maxMemoryBytes ${LIMIT}) fail first and c
     const before = snapshot(w);
     const at = VBASE + G1;
     // 2^21 PTEs need 4096 PTE tables (16 MiB) plus PMD tables: more than the ceiling allows.
-    expectCode(() => mm.map(at, { count: 2 ** 21, entry: marker }), 'MEMORY_LIMIT', '0x' + at.toString(16), 'ceiling');
+    expectPvmwError(() => mm.map(at, { count: 2 ** 21, entry: marker }), 'MEMORY_LIMIT', '0x' + at.toString(16), 'ceiling');
     expect(snapshot(w)).toBe(before);
     const thps = Array.from({ length: 8 }, (_, i) => e.createFolio({ number: 0x400 + 512 * i, order: 9, index: lpi(mm, at + i * M2) }));
     // A small map still works, at the very address that failed.
@@ -154,12 +142,12 @@ describe(`operations past the ceiling (maxMemoryBytes ${LIMIT}) fail first and c
     const before = snapshot(w);
     const fillerStats = JSON.stringify(filler.stats());
 
-    expectCode(() => mm.map(VBASE + G1, { entry: marker }), 'MEMORY_LIMIT', '0x' + (VBASE + G1).toString(16));
+    expectPvmwError(() => mm.map(VBASE + G1, { entry: marker }), 'MEMORY_LIMIT', '0x' + (VBASE + G1).toString(16));
     // pfn 0x10000 lies in memmap section 2, which does not exist yet (sections are 2^15 pages).
-    expectCode(() => e.createFolio({ number: 0x10000, order: 4 }), 'MEMORY_LIMIT', '0x10000');
-    expectCode(() => e.folios.setTag(small, 0, 1, 7), 'MEMORY_LIMIT', '0x' + small.toString(16));
+    expectPvmwError(() => e.createFolio({ number: 0x10000, order: 4 }), 'MEMORY_LIMIT', '0x10000');
+    expectPvmwError(() => e.folios.setTag(small, 0, 1, 7), 'MEMORY_LIMIT', '0x' + small.toString(16));
     // Present entries: the ceiling check comes before any mapcount is touched.
-    expectCode(() => mm.map(VBASE + 2 * G1, { count: 512, entry: { kind: 'present', number: 0x400 } }), 'MEMORY_LIMIT');
+    expectPvmwError(() => mm.map(VBASE + 2 * G1, { count: 512, entry: { kind: 'present', number: 0x400 } }), 'MEMORY_LIMIT');
     expect(snapshot(w)).toBe(before);
     expect(e.folio(spare)).toMatchObject({ mapcount: 0, entireMapcount: 0 });
     expect(e.page('pfn', 0x400 + 77)?.mapcount).toBe(0);
@@ -183,7 +171,7 @@ describe(`operations past the ceiling (maxMemoryBytes ${LIMIT}) fail first and c
     e.folios.setTag(small, 0, 1, 7);
     expect(e.page('pfn', 0x100)?.tag).toBe(7);
     expect(e.memoryUsage()).toMatchObject({ wasmBytes: wasm, freeBytes: 0, tagBytes: 2 * K });
-    expectCode(() => e.createFolio({ number: 0x10000 }), 'MEMORY_LIMIT');
+    expectPvmwError(() => e.createFolio({ number: 0x10000 }), 'MEMORY_LIMIT');
     expect(e.page('pfn', 0x10000)).toBeUndefined();
 
     // Freeing the filler mm gives its frames back for page tables and a new mm.
@@ -202,13 +190,13 @@ describe(`operations past the ceiling (maxMemoryBytes ${LIMIT}) fail first and c
     expect(filler.clear(FILL + M2, FILL + 4 * M2)).toBe(3 * 512); // 3 frames on the free list, none beyond
     const at = VBASE + G1 + M2 - 2 * K; // a fresh 1 GiB region: 1 PMD table + PTE tables
     const before = snapshot(w);
-    expectCode(() => mm.map(at, { count: 2 + 512 + 1, entry: marker }), 'MEMORY_LIMIT', '0x' + at.toString(16)); // 1 + 3
-    expectCode(() => mm.map(VBASE + 2 ** 35 - K, { count: 2, entry: marker }), 'MEMORY_LIMIT'); // 2 PMD + 2 PTE tables
+    expectPvmwError(() => mm.map(at, { count: 2 + 512 + 1, entry: marker }), 'MEMORY_LIMIT', '0x' + at.toString(16)); // 1 + 3
+    expectPvmwError(() => mm.map(VBASE + 2 ** 35 - K, { count: 2, entry: marker }), 'MEMORY_LIMIT'); // 2 PMD + 2 PTE tables
     expect(snapshot(w)).toBe(before);
     mm.map(at, { count: 2 + 512, entry: marker }); // 1 + 2
     expect(e.memoryUsage()).toMatchObject({ wasmBytes: LIMIT, freeBytes: 0 });
     expect(mm.translate(at + 513 * K).leaf.entry.kind).toBe('marker');
-    expectCode(() => mm.map(at + 514 * K, { entry: marker }), 'MEMORY_LIMIT');
+    expectPvmwError(() => mm.map(at + 514 * K, { entry: marker }), 'MEMORY_LIMIT');
     mm.map(at - K, { entry: marker }); // an existing table: no frame needed
     expect(mm.stats().leaves.pte).toBe(601 + 515);
   });
@@ -221,7 +209,7 @@ describe(`operations past the ceiling (maxMemoryBytes ${LIMIT}) fail first and c
     const first = e.createFolio({ number: 2 ** 18, hugetlb: '1G', index: 4 * G1 / K }); // anon, mapped at 4 GiB below
     fillUntil(e, 8 * SECTION);
     const before = snapshot(w);
-    expectCode(() => e.createFolio({ number: 2 ** 19, hugetlb: '1G' }), 'MEMORY_LIMIT', '0x80000');
+    expectPvmwError(() => e.createFolio({ number: 2 ** 19, hugetlb: '1G' }), 'MEMORY_LIMIT', '0x80000');
     expect(snapshot(w)).toBe(before);
     expect(e.page('pfn', 2 ** 19)).toBeUndefined();
     expect(e.folioCensus().hugetlb).toBe(1);
@@ -242,7 +230,7 @@ describe(`operations past the ceiling (maxMemoryBytes ${LIMIT}) fail first and c
     const w = world();
     fill(w.e);
     const mms = w.e.allMms().length;
-    expectCode(() => w.e.createMm(), 'MEMORY_LIMIT');
+    expectPvmwError(() => w.e.createMm(), 'MEMORY_LIMIT');
     expect(w.e.allMms()).toHaveLength(mms);
     expect(w.mm.stats().leaves.pte).toBe(601);
   });
@@ -253,7 +241,7 @@ describe(`operations past the ceiling (maxMemoryBytes ${LIMIT}) fail first and c
     const w = world();
     w.mm.addVma({ start: 2 ** 42, end: 2 ** 42 + 2 ** 41 });
     const before = snapshot(w);
-    expectCode(() => w.mm.map(2 ** 42, { count: 2 ** 29 - 2 ** 20, entry: marker }), 'MEMORY_LIMIT');
+    expectPvmwError(() => w.mm.map(2 ** 42, { count: 2 ** 29 - 2 ** 20, entry: marker }), 'MEMORY_LIMIT');
     expect(snapshot(w)).toBe(before);
   });
 });

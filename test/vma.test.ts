@@ -12,6 +12,7 @@ import {
   type Vma,
   type VmaSpec,
 } from '../src/model/vma.js';
+import { expectPvmwError } from './helpers.js';
 
 const G4 = geometry(4);
 const G5 = geometry(5);
@@ -30,18 +31,6 @@ function vma(start: number, end: number, pgoff: number, file: number | null = 7)
   };
 }
 
-function expectPvmwError(f: () => unknown, code: PvmwErrorCode, ...inMessage: string[]): void {
-  let caught: unknown;
-  try {
-    f();
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught).toBeInstanceOf(PvmwError);
-  const err = caught as PvmwError;
-  expect(err.code).toBe(code);
-  for (const s of inMessage) expect(err.message).toContain(s);
-}
 
 describe('§1.3 vma_address', () => {
   // VMA [0x10000000, 0x10010000): 16 pages at pgoff 100 … 115.
