@@ -84,6 +84,17 @@ export class Mm {
     return this.rootAddr;
   }
 
+  /**
+   * Entry `index` (0 … 511) of the table at linear-memory address `table` (the root, or the address a table
+   * entry's pfn field holds). A plain read of engine memory, for walks written outside WebAssembly (the
+   * TypeScript reference walk).
+   */
+  readEntry(table: number, index: number): RawEntry {
+    const u32 = this.ctx.wasm.u32();
+    const i = (table >>> 2) + index * 2;
+    return { lo: u32[i] >>> 0, hi: u32[i + 1] >>> 0 };
+  }
+
   addVma(spec: VmaSpec): Vma {
     void this.root;
     return this.vmas.insert(spec, this.ctx.geo);
