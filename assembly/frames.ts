@@ -110,3 +110,8 @@ export function framesFree(): u32 {
 export function framesBase(): f64 {
   return <f64>frameBase;
 }
+
+/** A zeroed buffer of `frames` frames for the host (walk jobs and results), or 0. */
+export function bufferAlloc(frames: u32): usize {
+  return allocBlock(frames);
+}

@@ -29,3 +29,6 @@ export {
 export { setSoftleafCode } from './softleaf';
 export { setRmapConfig, entryMappedIndex, firstUnfitPage } from './mapcount';
 export { codecLeaf, codecLeafPfn, codecSwp, codecSwpType, codecSwpOffset, codecClassify } from './codec';
+export { ptSplitPmd, ptFreePteTable, ptReplacePteTable } from './split';
+export { bufferAlloc } from './frames';
+export { setWalkSemantics, injectClear, injectAdd, walkBatch } from './walk';

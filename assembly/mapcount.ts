@@ -25,6 +25,15 @@ let exclusiveMaps: bool = true;
 /** SWP_PFN_MASK: the pfn bits of a pfn-carrying softleaf's offset. */
 let swpPfnMask: u64 = (<u64>1 << 34) - 1;
 
+/** The namespace device-private entries name pages in. */
+export function deviceNamespace(): u32 {
+  return deviceNs;
+}
+/** SWP_PFN_MASK of this geometry. */
+export function swpPfnMaskValue(): u64 {
+  return swpPfnMask;
+}
+
 export function setRmapConfig(deviceNamespace: u32, deviceExclusiveMaps: bool, swpPfnBits: u32): void {
   deviceNs = deviceNamespace;
   exclusiveMaps = deviceExclusiveMaps;

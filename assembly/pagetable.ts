@@ -43,12 +43,14 @@ export function tablesInUse(): u32 {
   return tablesLive;
 }
 
-function newTable(): usize {
+/** A zeroed frame counted as a page table, or 0 if memory is exhausted (reserve first). */
+export function newTable(): usize {
   const t = allocFrame();
   if (t != 0) tablesLive++;
   return t;
 }
-function dropTable(t: usize): void {
+/** Free a table frame that is all zero and has entry count 0. */
+export function dropTable(t: usize): void {
   tablesLive--;
   freeFrame(t);
 }

@@ -83,3 +83,23 @@ export function indexOf(ns: u32, numberf: f64): f64 {
   }
   return -1;
 }
+
+/** The range holding global index g, or -1. */
+function rangeOfIndex(g: u64): i32 {
+  for (let i: u32 = 0; i < nRanges; i++) {
+    const s = load<u64>(rStart + (i << 3));
+    if (g >= s && g - s < load<u64>(rPages + (i << 3))) return <i32>i;
+  }
+  return -1;
+}
+
+/** The number (pfn or device-private offset) of global index g; g must be in a range. */
+export function numberOfIndex(gf: f64): f64 {
+  const i = <u32>rangeOfIndex(<u64>gf);
+  return <f64>(load<u64>(rBase + (i << 3)) + (<u64>gf - load<u64>(rStart + (i << 3))));
+}
+
+/** The namespace (0 pfn, 1 device-private offset) of global index g; g must be in a range. */
+export function namespaceOfIndex(gf: f64): u32 {
+  return load<u32>(rNs + (<u32>rangeOfIndex(<u64>gf) << 2));
+}

@@ -62,6 +62,7 @@ export class Engine {
     const deviceNs: Namespace = this.settings.deviceModel === 'offset' ? 'device-private' : 'pfn';
     // Device-exclusive entries count as mappings from 6.15 on (spec §1.7); v6.14 predates that.
     x.setRmapConfig(NS_CODE[deviceNs], this.settings.semantics === 'v6.14' ? 0 : 1, this.geometry.swpPfnBits);
+    x.setWalkSemantics({ newest: 0, series: 1, 'v6.14': 2 }[this.settings.semantics]);
     this.memory = new PhysMem(this.wasm, this.settings, this.geometry);
     this.folios = new Folios(this.wasm, this.memory);
     this.ctx = { geo: this.geometry, decode: this.decodeContext, wasm: this.wasm, mem: this.memory, folios: this.folios };
@@ -161,6 +162,11 @@ export class Engine {
       hugetlb: flag(11),
       devicePrivate: flag(17),
     };
+  }
+
+  /** The engine's WebAssembly instance, for the layers that drive it in bulk (the walk). @internal */
+  wasmInstance(): WasmInstance {
+    return this.wasm;
   }
 
   toString(): string {

@@ -155,6 +155,86 @@ export class Mm {
     return x.resultLo() >>> 0;
   }
 
+  /**
+   * Split the PMD-level leaf of the 2 MiB block holding `addr` into a PTE table of the same pages
+   * (kernel-operations §6.1, split_huge_pmd without freezing; assembly/split.ts): a present THP PMD (P or
+   * PROTNONE), a PMD migration entry or a device-private PMD becomes 512 PTEs, pfn/offset + i, the same bits.
+   * Mappings move from the folio's entire mapcount to its pages. Anything else there (none, a PTE table, a
+   * hugetlb leaf) is ENTRY_CONFLICT, no frame for the table MEMORY_LIMIT; a failure changes nothing.
+   */
+  splitPmd(addr: number): void {
+    const root = this.root;
+    if (typeof addr !== 'number' || !Number.isInteger(addr) || addr < 0) {
+      throw new PvmwError('BAD_ADDRESS', `address ${String(addr)} is not a non-negative whole number`);
+    }
+    checkRange(this.ctx.geo, addr - (addr % PAGE_SIZE), addr - (addr % PAGE_SIZE) + PAGE_SIZE);
+    const block = addr - (addr % 2 ** LEAF_LEVELS.pmd);
+    const st = this.ctx.wasm.exports.ptSplitPmd(root, block);
+    if (st === 0) return;
+    if (st === -1) throw new PvmwError('MEMORY_LIMIT', `splitting the pmd entry at ${hex(block)} needs a PTE table frame, which would pass the engine's memory ceiling`);
+    if (st !== -2) throw new PvmwError('INTERNAL', `ptSplitPmd returned ${st}`);
+    const t = this.translate(block);
+    const s = t.steps.find((step) => step.level === 'pmd');
+    const hugetlb = t.page && this.ctx.folios.info(t.page.folio).hugetlb ? 'hugetlb ' : '';
+    const found = !s ? `missing (the ${t.leaf.level} entry above it is ${t.leaf.entry.kind === 'none' ? 'none' : 'a leaf'})`
+      : s.entry.kind === 'none' ? 'none'
+      : s.entry.kind === 'table' ? 'a PTE table'
+      : s.entry.kind === 'present' ? `a ${hugetlb}leaf`
+      : `a ${hugetlb}${s.entry.kind} entry`;
+    throw new PvmwError('ENTRY_CONFLICT', `cannot split: the pmd entry at ${hex(block)} is ${found}, not a huge PMD, PMD migration or device-private entry`);
+  }
+
+  /**
+   * Zap and free the PTE table of the 2 MiB block holding `addr` (D4 'free-pte-table'): every mapping in it
+   * gives its mapcount back and the pmd entry becomes none. ENTRY_CONFLICT (nothing changed) if the pmd entry
+   * is not a table pointer.
+   */
+  freePteTable(addr: number): void {
+    const root = this.root;
+    if (typeof addr !== 'number' || !Number.isInteger(addr) || addr < 0) {
+      throw new PvmwError('BAD_ADDRESS', `address ${String(addr)} is not a non-negative whole number`);
+    }
+    checkRange(this.ctx.geo, addr - (addr % PAGE_SIZE), addr - (addr % PAGE_SIZE) + PAGE_SIZE);
+    const block = addr - (addr % 2 ** LEAF_LEVELS.pmd);
+    const st = this.ctx.wasm.exports.ptFreePteTable(root, block);
+    if (st === 0) return;
+    if (st !== -2) throw new PvmwError('INTERNAL', `ptFreePteTable returned ${st}`);
+    const t = this.translate(block);
+    const s = t.steps.find((step) => step.level === 'pmd');
+    const hugetlb = t.page && this.ctx.folios.info(t.page.folio).hugetlb ? 'hugetlb ' : '';
+    const found = !s ? `missing (the ${t.leaf.level} entry above it is ${t.leaf.entry.kind === 'none' ? 'none' : 'a leaf'})`
+      : s.entry.kind === 'none' ? 'none'
+      : s.entry.kind === 'present' ? `a ${hugetlb}huge leaf`
+      : `a ${hugetlb}${s.entry.kind} entry`;
+    throw new PvmwError('ENTRY_CONFLICT', `cannot free the PTE table: the pmd entry at ${hex(block)} is ${found}, not a PTE table`);
+  }
+
+  /**
+   * Move the PTE table of the 2 MiB block holding `addr` to another frame (D4 'replace-pte-table'): the same
+   * entries and mapcounts, the pmd entry's value changes. ENTRY_CONFLICT if the pmd entry is not a table
+   * pointer, MEMORY_LIMIT if no frame is left; a failure changes nothing.
+   */
+  replacePteTable(addr: number): void {
+    const root = this.root;
+    if (typeof addr !== 'number' || !Number.isInteger(addr) || addr < 0) {
+      throw new PvmwError('BAD_ADDRESS', `address ${String(addr)} is not a non-negative whole number`);
+    }
+    checkRange(this.ctx.geo, addr - (addr % PAGE_SIZE), addr - (addr % PAGE_SIZE) + PAGE_SIZE);
+    const block = addr - (addr % 2 ** LEAF_LEVELS.pmd);
+    const st = this.ctx.wasm.exports.ptReplacePteTable(root, block);
+    if (st === 0) return;
+    if (st === -1) throw new PvmwError('MEMORY_LIMIT', `moving the PTE table at ${hex(block)} needs a new frame, which would pass the engine's memory ceiling`);
+    if (st !== -2) throw new PvmwError('INTERNAL', `ptReplacePteTable returned ${st}`);
+    const t = this.translate(block);
+    const s = t.steps.find((step) => step.level === 'pmd');
+    const hugetlb = t.page && this.ctx.folios.info(t.page.folio).hugetlb ? 'hugetlb ' : '';
+    const found = !s ? `missing (the ${t.leaf.level} entry above it is ${t.leaf.entry.kind === 'none' ? 'none' : 'a leaf'})`
+      : s.entry.kind === 'none' ? 'none'
+      : s.entry.kind === 'present' ? `a ${hugetlb}huge leaf`
+      : `a ${hugetlb}${s.entry.kind} entry`;
+    throw new PvmwError('ENTRY_CONFLICT', `cannot replace the PTE table: the pmd entry at ${hex(block)} is ${found}, not a PTE table`);
+  }
+
   /** The entry mapping `addr`: the leaf at any level, or the none entry where the descent stopped. */
   entryAt(addr: number): TraceStep {
     return this.translate(addr).leaf;

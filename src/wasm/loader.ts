@@ -24,6 +24,14 @@ export interface WasmExports {
   ptAccountRange(root: number, start: number, end: number): number;
   ptStats(root: number, out: number): void;
   tablesInUse(): number;
+  bufferAlloc(frames: number): number;
+  setWalkSemantics(semantics: number): void;
+  injectClear(): void;
+  injectAdd(point: number, change: number, nth: number): number;
+  walkBatch(jobs: number, nJobs: number, out: number, cap: number, counters: number): number;
+  ptSplitPmd(root: number, va: number): number;
+  ptFreePteTable(root: number, va: number): number;
+  ptReplacePteTable(root: number, va: number): number;
   rangeAdd(ns: number, kind: number, base: number, pages: number): number;
   rangeStart(i: number): number;
   indexOf(ns: number, number: number): number;

@@ -1,0 +1,237 @@
+import { PvmwError, hex } from '../errors.js';
+import type { Engine } from '../model/engine.js';
+import type { Mm } from '../model/mm.js';
+import { EFAULT, type Vma } from '../model/vma.js';
+import type { LeafLevel } from '../model/geometry.js';
+import { WalkBuffers, COUNTER_BYTES, MATCH_BYTES, type WalkJob } from '../wasm/walkbuf.js';
+import {
+  PVMW_DEVICE_PRIVATE, PVMW_INPUT_FLAGS, PVMW_SYNC,
+  type Injection, type LockKind, type WalkCounters, type WalkKey, type WalkMatch, type WalkResult,
+} from './types.js';
+
+/**
+ * page_vma_mapped_walk in WebAssembly (assembly/walk.ts) behind the walk vocabulary of types.ts: one walk with
+ * objects (and D4 injections), or many walks in one call with typed-array results.
+ */
+
+export interface WalkRequest {
+  mm: Mm;
+  vma: Vma;
+  key: WalkKey;
+  /** Start address; default vma_address of the key (spec §1.3). */
+  address?: number;
+}
+
+const LEVELS: LeafLevel[] = ['pte', 'pmd', 'pud'];
+const LOCKS: (LockKind | null)[] = [null, 'pte', 'pmd', 'hugetlb'];
+const KEY_MODE = { pfn: 0, range: 1, identity: 2 } as const;
+const POINT = { 'pmd-huge-read': 1, 'pmd-device-read': 2, 'map-pte': 3, 'map-pte-lock': 4, 'next-pte-lock': 5 } as const;
+const CHANGE = { 'split-pmd': 1, 'free-pte-table': 2, 'replace-pte-table': 3 } as const;
+const ALLOWED: Record<keyof typeof POINT, (keyof typeof CHANGE)[]> = {
+  'pmd-huge-read': ['split-pmd'],
+  'pmd-device-read': ['split-pmd'],
+  'map-pte': ['free-pte-table', 'replace-pte-table'],
+  'map-pte-lock': ['free-pte-table', 'replace-pte-table'],
+  'next-pte-lock': ['free-pte-table', 'replace-pte-table'],
+};
+
+const buffers = new WeakMap<Engine, WalkBuffers>();
+function buffersOf(engine: Engine): WalkBuffers {
+  let b = buffers.get(engine);
+  if (!b) {
+    b = new WalkBuffers(engine.wasmInstance());
+    buffers.set(engine, b);
+  }
+  if (!b.ready()) throw new PvmwError('MEMORY_LIMIT', 'no memory left for the walk buffers');
+  return b;
+}
+
+function whole(name: string, v: unknown, min: number, max = 2 ** 53): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw new PvmwError('BAD_RANGE', `${name} must be a whole number from ${min} to ${hex(max)}, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+/** Check a request (issue 3 "Bad input") and turn it into a job. Nothing is changed by a refusal. */
+function toJob(engine: Engine, r: WalkRequest, stopFirst = false): WalkJob {
+  const { mm, vma, key } = r;
+  if (mm.vmas.byId(vma.id) !== vma) throw new PvmwError('NO_VMA', `VMA ${hex(vma.start)}-${hex(vma.end)} is not a VMA of mm ${mm.id}`);
+  const flags = key.flags;
+  if (!Number.isInteger(flags) || flags < 0 || (flags & ~PVMW_INPUT_FLAGS) !== 0) {
+    throw new PvmwError('BAD_SETTING', `unknown walk flag bits ${Number.isInteger(flags) && flags >= 0 ? hex(flags & ~PVMW_INPUT_FLAGS) : JSON.stringify(flags)}`);
+  }
+  const series = engine.settings.semantics === 'series';
+  let mode: number;
+  let number: number;
+  let nrOrPage: number;
+  let pgoff = 0;
+  if (key.kind === 'pfn') {
+    if ((flags & PVMW_DEVICE_PRIVATE) !== 0 && !series) {
+      throw new PvmwError('BAD_SETTING', `PVMW_DEVICE_PRIVATE exists only with series semantics, not ${engine.settings.semantics}`);
+    }
+    mode = KEY_MODE.pfn;
+    number = whole('pfn', key.number, 0, 2 ** 52 - 1);
+    nrOrPage = whole('nr_pages', key.nrPages, 1, 2 ** 40);
+    pgoff = whole('pgoff', key.pgoff, 0, 2 ** 52 - 1);
+  } else if (key.kind === 'folio') {
+    if (!series && engine.settings.deviceModel === 'offset') {
+      throw new PvmwError('BAD_SETTING', `the folio-keyed walk needs entries that carry their namespace: series semantics or the pfn device model, not ${engine.settings.semantics} with device-private offsets (D2)`);
+    }
+    if ((flags & PVMW_DEVICE_PRIVATE) !== 0) throw new PvmwError('BAD_SETTING', 'a folio-keyed walk takes no PVMW_DEVICE_PRIVATE: the folio says it');
+    if (key.strategy !== 'range' && key.strategy !== 'identity') {
+      throw new PvmwError('BAD_SETTING', `strategy must be range or identity, got ${JSON.stringify(key.strategy)}`);
+    }
+    const f = engine.folio(key.folio);
+    mode = KEY_MODE[key.strategy];
+    number = key.folio;
+    nrOrPage = key.page === undefined ? -1 : key.folio + whole(`page of folio ${hex(key.folio)}`, key.page, 0, f.nrPages - 1);
+  } else {
+    throw new PvmwError('BAD_SETTING', `walk key kind must be pfn or folio, got ${JSON.stringify((key as { kind: unknown }).kind)}`);
+  }
+  let address = -1;
+  if (r.address !== undefined) {
+    address = r.address;
+    if (!Number.isInteger(address) || address % 4096 !== 0 || address < vma.start || address >= vma.end) {
+      throw new PvmwError('BAD_ADDRESS', `walk address ${Number.isInteger(address) && address >= 0 ? hex(address) : String(address)} is not a page of VMA ${hex(vma.start)}-${hex(vma.end)}`);
+    }
+  }
+  return {
+    root: mm.root,
+    mode,
+    huge: vma.flags.hugetlb === '2M' ? 1 : vma.flags.hugetlb === '1G' ? 2 : 0,
+    stopFirst,
+    flags,
+    vmaStart: vma.start,
+    vmaEnd: vma.end,
+    vmaPgoff: vma.pgoff,
+    number,
+    nrOrPage,
+    pgoff,
+    address,
+  };
+}
+
+function countersOf(engine: Engine, c: Uint32Array, j: number): WalkCounters {
+  const base = (j * COUNTER_BYTES) / 4;
+  const entriesRead: Record<string, number> = {};
+  const table = engine.geometry.table;
+  for (let h = table.length - 1; h >= 0; h--) entriesRead[table[table.length - 1 - h].name] = c[base + h];
+  return { entriesRead, memmapLookups: c[base + 5], restarts: c[base + 6], tablesCrossed: c[base + 7], matches: c[base + 8] };
+}
+
+function matchAt(u32: Uint32Array, f64: Float64Array, i: number): WalkMatch {
+  const w = (i * MATCH_BYTES) / 4;
+  const info = u32[w + 1];
+  return {
+    address: f64[(i * MATCH_BYTES) / 8 + 2],
+    level: LEVELS[info & 0xff],
+    raw: { lo: u32[w + 6] >>> 0, hi: u32[w + 7] >>> 0 },
+    lock: { kind: LOCKS[(info >> 8) & 0xff] as LockKind, table: u32[w + 3] >>> 0 },
+    flags: u32[w + 2] >>> 0,
+  };
+}
+
+/** Run one walk to its end (every true return of page_vma_mapped_walk), optionally meeting D4 races. */
+export function pageVmaMappedWalk(engine: Engine, r: WalkRequest, opts: { inject?: Injection[] } = {}): WalkResult {
+  const job = toJob(engine, r);
+  const b = buffersOf(engine);
+  const x = engine.wasmInstance().exports;
+  const inject = opts.inject ?? [];
+  if (inject.length > 8) throw new PvmwError('BAD_SETTING', `at most 8 injections per walk, got ${inject.length}`);
+  for (const i of inject) {
+    if (!(i.point in POINT)) throw new PvmwError('BAD_SETTING', `unknown injection point ${JSON.stringify(i.point)}`);
+    if (!ALLOWED[i.point].includes(i.change)) throw new PvmwError('BAD_SETTING', `injection point ${i.point} takes ${ALLOWED[i.point].join(' or ')}, not ${JSON.stringify(i.change)}`);
+    whole('injection nth', i.nth ?? 1, 1, 2 ** 31);
+  }
+  x.injectClear();
+  for (const i of inject) x.injectAdd(POINT[i.point], CHANGE[i.change], i.nth ?? 1);
+  try {
+    b.setJob(0, job);
+    const { done, matches } = b.run(1);
+    if (done < 1) throw new PvmwError('MEMORY_LIMIT', `one walk found more than ${b.matchCap} matches`);
+    const { u32, f64 } = b.matchView();
+    const c = b.counterView();
+    const out: WalkMatch[] = [];
+    for (let i = 0; i < matches; i++) out.push(matchAt(u32, f64, i));
+    const start = new Float64Array(c.buffer, c.byteOffset + 40, 1)[0];
+    return { matches: out, counters: countersOf(engine, c, 0), start: start < 0 ? null : start };
+  } finally {
+    x.injectClear();
+  }
+}
+
+/** page_mapped_in_vma (spec §1.6, D2): the address where the page is mapped in the VMA, or EFAULT. */
+export function pageMappedInVma(engine: Engine, mm: Mm, vma: Vma, key: WalkKey): number {
+  const k: WalkKey = { ...key, flags: key.flags | PVMW_SYNC, ...(key.kind === 'pfn' ? { nrPages: 1 } : {}) } as WalkKey;
+  if (k.kind === 'folio' && k.page === undefined) throw new PvmwError('BAD_RANGE', 'page_mapped_in_vma needs a page of the folio');
+  const job = toJob(engine, { mm, vma, key: k }, true);
+  const b = buffersOf(engine);
+  b.setJob(0, job);
+  const { matches } = b.run(1);
+  if (matches === 0) return EFAULT;
+  const { u32, f64 } = b.matchView();
+  return matchAt(u32, f64, 0).address;
+}
+
+/** Results of many walks: one row per match, in typed arrays; counters per walk. */
+export interface BatchResult {
+  walks: number;
+  matches: number;
+  /** Per match: the request it answers, its address, level (0 pte, 1 pmd, 2 pud), lock kind (1 pte, 2 pmd,
+   *  3 hugetlb), lock table, flags, entry halves. */
+  job: Uint32Array;
+  address: Float64Array;
+  level: Uint8Array;
+  lockKind: Uint8Array;
+  lockTable: Uint32Array;
+  flags: Uint32Array;
+  entryLo: Uint32Array;
+  entryHi: Uint32Array;
+  /** Per walk (12 u32): reads at heights 0..4, memmap lookups, restarts, tables crossed, matches, status (1:
+   *  the key lies outside the VMA), and the start address as an f64 in the last two words. */
+  counters: Uint32Array;
+}
+
+/** Run many walks with as few WebAssembly calls as the buffers allow (4096 walks per call). */
+export function walkBatch(engine: Engine, requests: readonly WalkRequest[]): BatchResult {
+  const jobs = requests.map((r) => toJob(engine, r)); // every request is checked before any runs
+  const b = buffersOf(engine);
+  const rows: { job: number[]; address: number[]; level: number[]; lockKind: number[]; lockTable: number[]; flags: number[]; lo: number[]; hi: number[] } =
+    { job: [], address: [], level: [], lockKind: [], lockTable: [], flags: [], lo: [], hi: [] };
+  const counters = new Uint32Array(jobs.length * (COUNTER_BYTES / 4));
+  let next = 0;
+  while (next < jobs.length) {
+    const n = Math.min(b.jobCap, jobs.length - next);
+    for (let i = 0; i < n; i++) b.setJob(i, jobs[next + i]);
+    const { done, matches } = b.run(n);
+    if (done === 0) throw new PvmwError('MEMORY_LIMIT', `walk ${next} alone found more than ${b.matchCap} matches`);
+    const { u32, f64 } = b.matchView();
+    for (let i = 0; i < matches; i++) {
+      const w = (i * MATCH_BYTES) / 4;
+      rows.job.push(next + u32[w]);
+      rows.level.push(u32[w + 1] & 0xff);
+      rows.lockKind.push((u32[w + 1] >> 8) & 0xff);
+      rows.flags.push(u32[w + 2]);
+      rows.lockTable.push(u32[w + 3]);
+      rows.address.push(f64[(i * MATCH_BYTES) / 8 + 2]);
+      rows.lo.push(u32[w + 6]);
+      rows.hi.push(u32[w + 7]);
+    }
+    counters.set(b.counterView().subarray(0, (done * COUNTER_BYTES) / 4), (next * COUNTER_BYTES) / 4);
+    next += done;
+  }
+  return {
+    walks: jobs.length,
+    matches: rows.job.length,
+    job: Uint32Array.from(rows.job),
+    address: Float64Array.from(rows.address),
+    level: Uint8Array.from(rows.level),
+    lockKind: Uint8Array.from(rows.lockKind),
+    lockTable: Uint32Array.from(rows.lockTable),
+    flags: Uint32Array.from(rows.flags),
+    entryLo: Uint32Array.from(rows.lo),
+    entryHi: Uint32Array.from(rows.hi),
+    counters,
+  };
+}

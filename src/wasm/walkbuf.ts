@@ -1,0 +1,89 @@
+import type { WasmInstance } from './loader.js';
+
+/** Record sizes of assembly/walk.ts. */
+export const JOB_BYTES = 80;
+export const MATCH_BYTES = 32;
+export const COUNTER_BYTES = 48;
+
+/** A walk job as assembly/walk.ts reads it. */
+export interface WalkJob {
+  root: number;
+  mode: number;
+  huge: number;
+  stopFirst: boolean;
+  flags: number;
+  vmaStart: number;
+  vmaEnd: number;
+  vmaPgoff: number;
+  number: number;
+  nrOrPage: number;
+  pgoff: number;
+  address: number;
+}
+
+/**
+ * The buffers of batched walks in one engine's linear memory: jobs in, matches and counters out. Allocated once
+ * on first use and reused; the host fills jobs through typed views (no call per job) and runs a whole chunk of
+ * jobs in one WebAssembly call.
+ */
+export class WalkBuffers {
+  readonly jobCap: number;
+  readonly matchCap: number;
+  private jobs = 0;
+  private out = 0;
+  private counters = 0;
+
+  constructor(private readonly wasm: WasmInstance, jobCap = 4096, matchCap = 1 << 16) {
+    this.jobCap = jobCap;
+    this.matchCap = matchCap;
+  }
+
+  private ensure(): void {
+    if (this.jobs !== 0) return;
+    const x = this.wasm.exports;
+    const frames = (n: number) => Math.ceil(n / 4096);
+    this.jobs = x.bufferAlloc(frames(this.jobCap * JOB_BYTES));
+    this.out = x.bufferAlloc(frames(this.matchCap * MATCH_BYTES));
+    this.counters = x.bufferAlloc(frames(this.jobCap * COUNTER_BYTES));
+    if (this.jobs === 0 || this.out === 0 || this.counters === 0) this.jobs = 0;
+  }
+
+  /** Whether the buffers could be had (false: the memory ceiling). */
+  ready(): boolean {
+    this.ensure();
+    return this.jobs !== 0;
+  }
+
+  /** Write job i of the next run. */
+  setJob(i: number, j: WalkJob): void {
+    const f64 = new Float64Array(this.wasm.memory.buffer, this.jobs + i * JOB_BYTES, JOB_BYTES / 8);
+    const u32 = new Uint32Array(this.wasm.memory.buffer, this.jobs + i * JOB_BYTES, 4);
+    u32[0] = j.root;
+    u32[1] = j.mode | (j.huge << 8) | (j.stopFirst ? 1 << 16 : 0);
+    u32[2] = j.flags;
+    u32[3] = 0;
+    f64[2] = j.vmaStart;
+    f64[3] = j.vmaEnd;
+    f64[4] = j.vmaPgoff;
+    f64[5] = j.number;
+    f64[6] = j.nrOrPage;
+    f64[7] = j.pgoff;
+    f64[8] = j.address;
+  }
+
+  /** Run jobs [0, n): returns jobs completed and matches written (see assembly/walk.ts walkBatch). */
+  run(n: number): { done: number; matches: number } {
+    const x = this.wasm.exports;
+    const done = x.walkBatch(this.jobs, n, this.out, this.matchCap, this.counters);
+    return { done, matches: x.resultLo() >>> 0 };
+  }
+
+  /** Views of the output of the last run (valid until the next call that may grow memory). */
+  matchView(): { u32: Uint32Array; f64: Float64Array } {
+    const buf = this.wasm.memory.buffer;
+    return { u32: new Uint32Array(buf, this.out, (this.matchCap * MATCH_BYTES) / 4), f64: new Float64Array(buf, this.out, (this.matchCap * MATCH_BYTES) / 8) };
+  }
+  counterView(): Uint32Array {
+    return new Uint32Array(this.wasm.memory.buffer, this.counters, (this.jobCap * COUNTER_BYTES) / 4);
+  }
+}
