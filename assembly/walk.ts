@@ -320,9 +320,9 @@ function pageVmaMappedWalk(): bool {
   let phase = pteSlot != 0 ? NEXT_PTE : RESTART;
   while (true) {
     if (phase == RESTART) {
-      // step 5: descend.
+      // step 5: descend (a do-while, as the kernel's: the first address is examined even at or past end).
       let descended = false;
-      while (address < end) {
+      do {
         let table = wRoot;
         let h = rootHeight();
         let absent = false;
@@ -387,7 +387,7 @@ function pageVmaMappedWalk(): bool {
         }
         descended = true;
         break;
-      }
+      } while (address < end);
       if (!descended) return false; // step 6: loop exhausted
     }
     if (phase == THIS_PTE) {

@@ -3,6 +3,7 @@
 import { Bench } from 'tinybench';
 import { Engine } from '../src/index.js';
 import { BUDGET_CASES, LARGE_CASES, measureBudget, type BudgetResult } from './budget.js';
+import { walkBench } from './walk.js';
 
 const args = new Set(process.argv.slice(2));
 const json = args.has('--json');
@@ -45,18 +46,39 @@ async function throughput() {
 }
 
 async function main() {
+  // --only budget|walk runs one section.
+  const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined;
   const cases = args.has('--large') ? [...BUDGET_CASES, ...LARGE_CASES] : BUDGET_CASES;
   const budget: BudgetResult[] = [];
-  for (const c of cases) {
-    log(`budget: ${c.name} …`);
-    budget.push(measureBudget(c));
+  let tp: Awaited<ReturnType<typeof throughput>> = [];
+  if (only === undefined || only === 'budget') {
+    for (const c of cases) {
+      log(`budget: ${c.name} …`);
+      budget.push(measureBudget(c));
+    }
+    log('throughput …');
+    tp = await throughput();
   }
-  log('throughput …');
-  const tp = await throughput();
+  const walks = only === undefined || only === 'walk' ? await walkBench(log) : undefined;
   if (json) {
-    process.stdout.write(JSON.stringify({ node: process.version, budget, throughput: tp }, null, 2) + '\n');
+    process.stdout.write(JSON.stringify({ node: process.version, budget, throughput: tp, walks }, null, 2) + '\n');
     return;
   }
+  if (walks) {
+    console.log(`Batched page_vma_mapped_walk on ${walks.folios} folios (orders 0, 2, 4, 9 PTE- and PMD-mapped), one walk per folio`);
+    console.table(walks.rows.map((r) => ({
+      interface: r.interface,
+      order: r.order,
+      walks: r.walks,
+      'wasm walks/s': Math.round(r.wasmWalksPerSec).toLocaleString('en'),
+      'reference walks/s': Math.round(r.referenceWalksPerSec).toLocaleString('en'),
+      'wasm/reference': r.ratio.toFixed(1),
+      'entries read/walk': r.entriesReadPerWalk.toFixed(2),
+      'memmap lookups/walk': r.memmapLookupsPerWalk.toFixed(2),
+      'matches/walk': r.matchesPerWalk.toFixed(2),
+    })));
+  }
+  if (budget.length === 0) return;
   console.log('Memory budget (goal: tables ~8 B per mapping; <= 16 B per folio + <= 4 B per page; memmap = page words + folio records)');
   console.table(budget.map((b) => ({
     case: b.name,

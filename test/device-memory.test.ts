@@ -150,6 +150,27 @@ describe('D1 device-private memory, offset model: offsets from 0 that collide wi
     expect(mm.translate(0x10000).leaf.entry).toMatchObject({ namespace: 'device-private', number: 5 });
     expect(e.folio(dev).mapcount).toBe(0);
   });
+
+  it('series semantics (§4.3 patch 9): a device page takes a migration-device-private entry, not an ordinary one', () => {
+    // In the pfn model a device page has a pfn, so an ordinary migration entry could name it; the series never
+    // makes one. Under newest it is how a device page's migration entry looks.
+    for (const semantics of ['series', 'newest'] as const) {
+      const e = engine('pfn', { semantics });
+      const dev = e.addDeviceMemory();
+      e.createFolio({ number: dev.base, index: 0x10 });
+      const mm = e.createMm();
+      mm.addVma({ start: 0x10000, end: 0x20000 });
+      const ordinary = () => mm.map(0x10000, { entry: { kind: 'migration-read', number: dev.base } });
+      if (semantics === 'series') {
+        expectPvmwError(ordinary, 'BAD_ENTRY', hex(dev.base), 'migration-device-private');
+        expect(mm.stats().leaves.pte).toBe(0);
+        mm.map(0x10000, { entry: { kind: 'migration-device-private-read', number: dev.base } });
+      } else {
+        ordinary();
+      }
+      expect(mm.stats().leaves.pte).toBe(1);
+    }
+  });
 });
 
 describe.each(['pfn', 'offset'] as const)('D1 device-private folios and entries, %s model', (model) => {

@@ -359,6 +359,10 @@ export class Mm {
     if (!device && range.kind === 'device-private' && !(kind !== 'present' && isMigration(kind))) {
       throw new PvmwError('PFN_RANGE', `${kind} entry names ${hex(d.number)}, which is device-private memory`);
     }
+    if (!device && range.kind === 'device-private' && decode.table.typeOf['migration-device-private-read'] !== undefined) {
+      // With the series' types, a device page's migration entry is a device-private migration entry (§4.3 patch 9).
+      throw new PvmwError('BAD_ENTRY', `${kind} entry names device-private page ${hex(d.number)}: with series semantics that takes a migration-device-private entry`);
+    }
     if (kind === 'present' && d.present?.special) return; // pte_special: no struct page behind it
     const x = wasm.exports;
     const g0 = range.start + (d.number - range.base);

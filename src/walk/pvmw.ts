@@ -193,45 +193,91 @@ export interface BatchResult {
   counters: Uint32Array;
 }
 
-/** Run many walks with as few WebAssembly calls as the buffers allow (4096 walks per call). */
-export function walkBatch(engine: Engine, requests: readonly WalkRequest[]): BatchResult {
-  const jobs = requests.map((r) => toJob(engine, r)); // every request is checked before any runs
+/** Checked and encoded walk jobs, ready to run any number of times (the batched path's input). */
+export interface PreparedBatch {
+  readonly engine: Engine;
+  readonly jobs: readonly WalkJob[];
+}
+
+/** Check every request (nothing runs if one is refused) and encode it once. */
+export function prepareBatch(engine: Engine, requests: readonly WalkRequest[]): PreparedBatch {
+  return { engine, jobs: requests.map((r) => toJob(engine, r)) };
+}
+
+/** A typed array that grows by doubling. */
+class Column<T extends Uint32Array | Float64Array | Uint8Array> {
+  data: T;
+  constructor(private readonly make: (n: number) => T) {
+    this.data = make(1024);
+  }
+  reserve(n: number): void {
+    if (n <= this.data.length) return;
+    let len = this.data.length;
+    while (len < n) len *= 2;
+    const next = this.make(len);
+    next.set(this.data as never);
+    this.data = next;
+  }
+}
+
+/** Run prepared walks with one WebAssembly call per 4096 walks; matches are copied out in blocks. */
+export function runBatch(p: PreparedBatch): BatchResult {
+  const { engine, jobs } = p;
   const b = buffersOf(engine);
-  const rows: { job: number[]; address: number[]; level: number[]; lockKind: number[]; lockTable: number[]; flags: number[]; lo: number[]; hi: number[] } =
-    { job: [], address: [], level: [], lockKind: [], lockTable: [], flags: [], lo: [], hi: [] };
+  const WORDS = MATCH_BYTES / 4;
+  const raw = new Column((n) => new Uint32Array(n));
   const counters = new Uint32Array(jobs.length * (COUNTER_BYTES / 4));
+  let total = 0;
   let next = 0;
+  const starts: number[] = [];
   while (next < jobs.length) {
     const n = Math.min(b.jobCap, jobs.length - next);
     for (let i = 0; i < n; i++) b.setJob(i, jobs[next + i]);
     const { done, matches } = b.run(n);
     if (done === 0) throw new PvmwError('MEMORY_LIMIT', `walk ${next} alone found more than ${b.matchCap} matches`);
-    const { u32, f64 } = b.matchView();
-    for (let i = 0; i < matches; i++) {
-      const w = (i * MATCH_BYTES) / 4;
-      rows.job.push(next + u32[w]);
-      rows.level.push(u32[w + 1] & 0xff);
-      rows.lockKind.push((u32[w + 1] >> 8) & 0xff);
-      rows.flags.push(u32[w + 2]);
-      rows.lockTable.push(u32[w + 3]);
-      rows.address.push(f64[(i * MATCH_BYTES) / 8 + 2]);
-      rows.lo.push(u32[w + 6]);
-      rows.hi.push(u32[w + 7]);
-    }
+    raw.reserve((total + matches) * WORDS);
+    raw.data.set(b.matchView().u32.subarray(0, matches * WORDS), total * WORDS);
+    starts.push(total, next);
     counters.set(b.counterView().subarray(0, (done * COUNTER_BYTES) / 4), (next * COUNTER_BYTES) / 4);
+    total += matches;
     next += done;
   }
-  return {
+  // Unpack the 32-byte match records into columns, offsetting job numbers by each chunk's first job.
+  const r = raw.data;
+  const f = new Float64Array(r.buffer, 0, (total * WORDS) / 2);
+  const out: BatchResult = {
     walks: jobs.length,
-    matches: rows.job.length,
-    job: Uint32Array.from(rows.job),
-    address: Float64Array.from(rows.address),
-    level: Uint8Array.from(rows.level),
-    lockKind: Uint8Array.from(rows.lockKind),
-    lockTable: Uint32Array.from(rows.lockTable),
-    flags: Uint32Array.from(rows.flags),
-    entryLo: Uint32Array.from(rows.lo),
-    entryHi: Uint32Array.from(rows.hi),
+    matches: total,
+    job: new Uint32Array(total),
+    address: new Float64Array(total),
+    level: new Uint8Array(total),
+    lockKind: new Uint8Array(total),
+    lockTable: new Uint32Array(total),
+    flags: new Uint32Array(total),
+    entryLo: new Uint32Array(total),
+    entryHi: new Uint32Array(total),
     counters,
   };
+  for (let c = 0; c < starts.length; c += 2) {
+    const from = starts[c];
+    const to = c + 2 < starts.length ? starts[c + 2] : total;
+    const firstJob = starts[c + 1];
+    for (let i = from; i < to; i++) {
+      const w = i * WORDS;
+      out.job[i] = firstJob + r[w];
+      out.level[i] = r[w + 1] & 0xff;
+      out.lockKind[i] = (r[w + 1] >> 8) & 0xff;
+      out.flags[i] = r[w + 2];
+      out.lockTable[i] = r[w + 3];
+      out.address[i] = f[w / 2 + 2];
+      out.entryLo[i] = r[w + 6];
+      out.entryHi[i] = r[w + 7];
+    }
+  }
+  return out;
+}
+
+/** Run many walks: prepareBatch then runBatch. */
+export function walkBatch(engine: Engine, requests: readonly WalkRequest[]): BatchResult {
+  return runBatch(prepareBatch(engine, requests));
 }
