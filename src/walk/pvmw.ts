@@ -163,8 +163,10 @@ export function pageVmaMappedWalk(engine: Engine, r: WalkRequest, opts: { inject
 
 /** page_mapped_in_vma (spec §1.6, D2): the address where the page is mapped in the VMA, or EFAULT. */
 export function pageMappedInVma(engine: Engine, mm: Mm, vma: Vma, key: WalkKey): number {
-  const k: WalkKey = { ...key, flags: key.flags | PVMW_SYNC, ...(key.kind === 'pfn' ? { nrPages: 1 } : {}) } as WalkKey;
-  if (k.kind === 'folio' && k.page === undefined) throw new PvmwError('BAD_RANGE', 'page_mapped_in_vma needs a page of the folio');
+  // The kernel walks with PVMW_SYNC alone; the series adds PVMW_DEVICE_PRIVATE for device-private pages.
+  const flags = PVMW_SYNC | (key.flags & PVMW_DEVICE_PRIVATE);
+  if (key.kind === 'pfn' && key.nrPages !== 1) throw new PvmwError('BAD_RANGE', `page_mapped_in_vma looks for one page, not nr_pages ${key.nrPages}`);
+  const k: WalkKey = key.kind === 'folio' ? { ...key, page: key.page ?? 0, flags } : { ...key, flags };
   const job = toJob(engine, { mm, vma, key: k }, true);
   const b = buffersOf(engine);
   b.setJob(0, job);
