@@ -13,3 +13,12 @@ export {
 } from './model/entry.js';
 export { decodeEntry, type DecodedEntry, type Namespace } from './model/decode.js';
 export { PvmwError, type PvmwErrorCode } from './errors.js';
+export {
+  pageVmaMappedWalk, pageMappedInVma, walkBatch, prepareBatch, runBatch,
+  type WalkRequest, type BatchResult, type PreparedBatch,
+} from './walk/pvmw.js';
+export { referenceWalk, referencePageMappedInVma } from './walk/reference.js';
+export {
+  PVMW_SYNC, PVMW_MIGRATION, PVMW_DEVICE_PRIVATE, PVMW_PGTABLE_CROSSED,
+  type WalkKey, type WalkMatch, type WalkLock, type LockKind, type WalkCounters, type WalkResult, type Injection,
+} from './walk/types.js';

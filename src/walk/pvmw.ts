@@ -3,7 +3,7 @@ import type { Engine } from '../model/engine.js';
 import type { Mm } from '../model/mm.js';
 import { EFAULT, type Vma } from '../model/vma.js';
 import type { LeafLevel } from '../model/geometry.js';
-import { WalkBuffers, COUNTER_BYTES, MATCH_BYTES, type WalkJob } from '../wasm/walkbuf.js';
+import { WalkBuffers, COUNTER_BYTES, JOB_BYTES, MATCH_BYTES, encodeJob, type WalkJob } from '../wasm/walkbuf.js';
 import {
   PVMW_DEVICE_PRIVATE, PVMW_INPUT_FLAGS, PVMW_SYNC,
   type Injection, type LockKind, type WalkCounters, type WalkKey, type WalkMatch, type WalkResult,
@@ -195,15 +195,21 @@ export interface BatchResult {
   counters: Uint32Array;
 }
 
-/** Checked and encoded walk jobs, ready to run any number of times (the batched path's input). */
+/** Checked walk jobs, encoded once in the engine's record layout: the batched path's input, reusable. */
 export interface PreparedBatch {
   readonly engine: Engine;
-  readonly jobs: readonly WalkJob[];
+  readonly walks: number;
+  readonly encoded: Uint8Array;
 }
 
 /** Check every request (nothing runs if one is refused) and encode it once. */
 export function prepareBatch(engine: Engine, requests: readonly WalkRequest[]): PreparedBatch {
-  return { engine, jobs: requests.map((r) => toJob(engine, r)) };
+  const encoded = new Uint8Array(requests.length * JOB_BYTES);
+  // Views over the whole buffer: one allocation, not one per job.
+  const u32 = new Uint32Array(encoded.buffer);
+  const f64 = new Float64Array(encoded.buffer);
+  for (let i = 0; i < requests.length; i++) encodeJob(u32, f64, i, toJob(engine, requests[i]));
+  return { engine, walks: requests.length, encoded };
 }
 
 /** A typed array that grows by doubling. */
@@ -224,17 +230,17 @@ class Column<T extends Uint32Array | Float64Array | Uint8Array> {
 
 /** Run prepared walks with one WebAssembly call per 4096 walks; matches are copied out in blocks. */
 export function runBatch(p: PreparedBatch): BatchResult {
-  const { engine, jobs } = p;
+  const { engine, walks, encoded } = p;
   const b = buffersOf(engine);
   const WORDS = MATCH_BYTES / 4;
   const raw = new Column((n) => new Uint32Array(n));
-  const counters = new Uint32Array(jobs.length * (COUNTER_BYTES / 4));
+  const counters = new Uint32Array(walks * (COUNTER_BYTES / 4));
   let total = 0;
   let next = 0;
   const starts: number[] = [];
-  while (next < jobs.length) {
-    const n = Math.min(b.jobCap, jobs.length - next);
-    for (let i = 0; i < n; i++) b.setJob(i, jobs[next + i]);
+  while (next < walks) {
+    const n = Math.min(b.jobCap, walks - next);
+    b.setJobs(encoded.subarray(next * JOB_BYTES, (next + n) * JOB_BYTES));
     const { done, matches } = b.run(n);
     if (done === 0) throw new PvmwError('MEMORY_LIMIT', `walk ${next} alone found more than ${b.matchCap} matches`);
     raw.reserve((total + matches) * WORDS);
@@ -248,7 +254,7 @@ export function runBatch(p: PreparedBatch): BatchResult {
   const r = raw.data;
   const f = new Float64Array(r.buffer, 0, (total * WORDS) / 2);
   const out: BatchResult = {
-    walks: jobs.length,
+    walks,
     matches: total,
     job: new Uint32Array(total),
     address: new Float64Array(total),

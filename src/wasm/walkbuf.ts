@@ -22,6 +22,27 @@ export interface WalkJob {
 }
 
 /**
+ * Encode job i in the record layout of assembly/walk.ts, through u32 and f64 views of one buffer (views made
+ * once by the caller, not per job).
+ */
+export function encodeJob(u32: Uint32Array, f64: Float64Array, i: number, j: WalkJob): void {
+  const w = (i * JOB_BYTES) / 4;
+  const d = (i * JOB_BYTES) / 8;
+  u32[w] = j.root;
+  u32[w + 1] = j.mode | (j.huge << 8) | (j.stopFirst ? 1 << 16 : 0);
+  u32[w + 2] = j.flags;
+  u32[w + 3] = 0;
+  f64[d + 2] = j.vmaStart;
+  f64[d + 3] = j.vmaEnd;
+  f64[d + 4] = j.vmaPgoff;
+  f64[d + 5] = j.number;
+  f64[d + 6] = j.nrOrPage;
+  f64[d + 7] = j.pgoff;
+  f64[d + 8] = j.address;
+  f64[d + 9] = 0;
+}
+
+/**
  * The buffers of batched walks in one engine's linear memory: jobs in, matches and counters out. Allocated once
  * on first use and reused; the host fills jobs through typed views (no call per job) and runs a whole chunk of
  * jobs in one WebAssembly call.
@@ -56,19 +77,13 @@ export class WalkBuffers {
 
   /** Write job i of the next run. */
   setJob(i: number, j: WalkJob): void {
-    const f64 = new Float64Array(this.wasm.memory.buffer, this.jobs + i * JOB_BYTES, JOB_BYTES / 8);
-    const u32 = new Uint32Array(this.wasm.memory.buffer, this.jobs + i * JOB_BYTES, 4);
-    u32[0] = j.root;
-    u32[1] = j.mode | (j.huge << 8) | (j.stopFirst ? 1 << 16 : 0);
-    u32[2] = j.flags;
-    u32[3] = 0;
-    f64[2] = j.vmaStart;
-    f64[3] = j.vmaEnd;
-    f64[4] = j.vmaPgoff;
-    f64[5] = j.number;
-    f64[6] = j.nrOrPage;
-    f64[7] = j.pgoff;
-    f64[8] = j.address;
+    const buf = this.wasm.memory.buffer;
+    encodeJob(new Uint32Array(buf, this.jobs, (this.jobCap * JOB_BYTES) / 4), new Float64Array(buf, this.jobs, (this.jobCap * JOB_BYTES) / 8), i, j);
+  }
+
+  /** Copy n encoded jobs (JOB_BYTES each, from encodeJob) into the job buffer with one copy. */
+  setJobs(encoded: Uint8Array): void {
+    new Uint8Array(this.wasm.memory.buffer, this.jobs, encoded.length).set(encoded);
   }
 
   /** Run jobs [0, n): returns jobs completed and matches written (see assembly/walk.ts walkBatch). */
