@@ -212,47 +212,26 @@ export function prepareBatch(engine: Engine, requests: readonly WalkRequest[]): 
   return { engine, walks: requests.length, encoded };
 }
 
-/** A typed array that grows by doubling. */
-class Column<T extends Uint32Array | Float64Array | Uint8Array> {
-  data: T;
-  constructor(private readonly make: (n: number) => T) {
-    this.data = make(1024);
-  }
-  reserve(n: number): void {
-    if (n <= this.data.length) return;
-    let len = this.data.length;
-    while (len < n) len *= 2;
-    const next = this.make(len);
-    next.set(this.data as never);
-    this.data = next;
-  }
-}
-
-/** Run prepared walks with one WebAssembly call per 4096 walks; matches are copied out in blocks. */
+/** Run prepared walks with one WebAssembly call per 4096 walks; each call's match records are copied out once. */
 export function runBatch(p: PreparedBatch): BatchResult {
   const { engine, walks, encoded } = p;
   const b = buffersOf(engine);
   const WORDS = MATCH_BYTES / 4;
-  const raw = new Column((n) => new Uint32Array(n));
   const counters = new Uint32Array(walks * (COUNTER_BYTES / 4));
+  const chunks: { records: Uint32Array; firstJob: number }[] = [];
   let total = 0;
   let next = 0;
-  const starts: number[] = [];
   while (next < walks) {
     const n = Math.min(b.jobCap, walks - next);
     b.setJobs(encoded.subarray(next * JOB_BYTES, (next + n) * JOB_BYTES));
     const { done, matches } = b.run(n);
     if (done === 0) throw new PvmwError('MEMORY_LIMIT', `walk ${next} alone found more than ${b.matchCap} matches`);
-    raw.reserve((total + matches) * WORDS);
-    raw.data.set(b.matchView().u32.subarray(0, matches * WORDS), total * WORDS);
-    starts.push(total, next);
+    chunks.push({ records: b.matchView().u32.slice(0, matches * WORDS), firstJob: next });
     counters.set(b.counterView().subarray(0, (done * COUNTER_BYTES) / 4), (next * COUNTER_BYTES) / 4);
     total += matches;
     next += done;
   }
-  // Unpack the 32-byte match records into columns, offsetting job numbers by each chunk's first job.
-  const r = raw.data;
-  const f = new Float64Array(r.buffer, 0, (total * WORDS) / 2);
+  // Unpack the 32-byte match records into columns sized once.
   const out: BatchResult = {
     walks,
     matches: total,
@@ -266,12 +245,10 @@ export function runBatch(p: PreparedBatch): BatchResult {
     entryHi: new Uint32Array(total),
     counters,
   };
-  for (let c = 0; c < starts.length; c += 2) {
-    const from = starts[c];
-    const to = c + 2 < starts.length ? starts[c + 2] : total;
-    const firstJob = starts[c + 1];
-    for (let i = from; i < to; i++) {
-      const w = i * WORDS;
+  let i = 0;
+  for (const { records: r, firstJob } of chunks) {
+    const f = new Float64Array(r.buffer, r.byteOffset, r.length / 2);
+    for (let w = 0; w < r.length; w += WORDS, i++) {
       out.job[i] = firstJob + r[w];
       out.level[i] = r[w + 1] & 0xff;
       out.lockKind[i] = (r[w + 1] >> 8) & 0xff;
