@@ -31,4 +31,4 @@ export { setRmapConfig, entryMappedIndex, firstUnfitPage } from './mapcount';
 export { codecLeaf, codecLeafPfn, codecSwp, codecSwpType, codecSwpOffset, codecClassify } from './codec';
 export { ptSplitPmd, ptFreePteTable, ptReplacePteTable } from './split';
 export { bufferAlloc } from './frames';
-export { setWalkSemantics, injectClear, injectAdd, walkBatch } from './walk';
+export { setWalkSemantics, injectClear, injectAdd, walkBatch, walkBegin, walkNext, walkRestart, walkEnd, walkCounters } from './walk';

@@ -496,6 +496,48 @@ function setup(job: usize): bool {
   return address != u64.MAX_VALUE;
 }
 
+// --- one walk, step by step (callers that act between matches, like try_to_unmap_one) ------------------
+
+/** Start the walk of the job at `job` (the host checked it); its start address goes to `counters` + 40.
+ *  False: -EFAULT, the key lies outside the VMA. */
+export function walkBegin(job: usize, counters: usize): bool {
+  const walked = setup(job);
+  store<f64>(counters + 40, walked ? <f64>address : -1);
+  return walked;
+}
+
+/** One call of page_vma_mapped_walk; on true the match is written at `out` (a match record, job 0). */
+export function walkNext(out: usize): bool {
+  if (!pageVmaMappedWalk()) return false;
+  store<u32>(out, 0);
+  store<u32>(out + 4, matchHeight | (lockKind << 8));
+  store<u32>(out + 8, flags);
+  store<u32>(out + 12, <u32>lockTable);
+  store<f64>(out + 16, <f64>address);
+  store<u64>(out + 24, matchEntry);
+  return true;
+}
+
+/** page_vma_mapped_walk_restart (§1.4): after the caller changed the tables, re-descend at the address. */
+export function walkRestart(): void {
+  unlock();
+  pmdSlot = 0;
+  pteSlot = 0;
+}
+
+/** page_vma_mapped_walk_done (§1.4), for a caller that stops before the walk returns false. */
+export function walkEnd(): void {
+  walkDone();
+}
+
+/** The counters of the step-wise walk, written as a counter record at `out`. */
+export function walkCounters(out: usize): void {
+  memory.copy(out, reads, 4 * 5);
+  store<u32>(out + 20, lookups);
+  store<u32>(out + 24, restarts);
+  store<u32>(out + 28, crossed);
+}
+
 /**
  * Run jobs [0, nJobs) at `jobs`, writing every match at `out` (room for `cap`) and each job's counters at
  * `counters`. Returns the number of jobs completed: fewer than nJobs when the next job's matches did not fit

@@ -14,10 +14,10 @@ export {
 export { decodeEntry, type DecodedEntry, type Namespace } from './model/decode.js';
 export { PvmwError, type PvmwErrorCode } from './errors.js';
 export {
-  pageVmaMappedWalk, pageMappedInVma, walkBatch, prepareBatch, runBatch,
-  type WalkRequest, type BatchResult, type PreparedBatch,
+  pageVmaMappedWalk, pageMappedInVma, walkBatch, prepareBatch, runBatch, openWalk,
+  type Walker, type WalkRequest, type BatchResult, type PreparedBatch,
 } from './walk/pvmw.js';
-export { referenceWalk, referencePageMappedInVma } from './walk/reference.js';
+export { referenceWalk, referencePageMappedInVma, openReferenceWalk, type ReferenceWalker } from './walk/reference.js';
 export {
   PVMW_SYNC, PVMW_MIGRATION, PVMW_DEVICE_PRIVATE, PVMW_PGTABLE_CROSSED,
   type WalkKey, type WalkMatch, type WalkLock, type LockKind, type WalkCounters, type WalkResult, type Injection,

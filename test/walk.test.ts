@@ -2,8 +2,8 @@
 // differ (D1 aliasing), page_mapped_in_vma (§1.6), cost counters, and bad input (issue 3 "Bad input").
 import { describe, expect, it } from 'vitest';
 import { Engine, EFAULT, linearPageIndex, type EngineOptions } from '../src/index.js';
-import { pageMappedInVma, pageVmaMappedWalk, walkBatch, type WalkRequest } from '../src/walk/pvmw.js';
-import { referencePageMappedInVma } from '../src/walk/reference.js';
+import { openWalk, pageMappedInVma, pageVmaMappedWalk, walkBatch, type WalkRequest } from '../src/walk/pvmw.js';
+import { openReferenceWalk, referencePageMappedInVma } from '../src/walk/reference.js';
 import { PVMW_DEVICE_PRIVATE, PVMW_MIGRATION, PVMW_SYNC, type WalkKey } from '../src/walk/types.js';
 import { buildSpace } from './gen/space.js';
 import { batchMatches } from './walk-diff.js';
@@ -136,5 +136,63 @@ describe('issue 3 bad input: a clear error, engine unchanged', () => {
   it('flags pass through: PVMW_SYNC and PVMW_MIGRATION', () => {
     expect(pageVmaMappedWalk(e, { mm: a, vma: va, key: { ...good, flags: PVMW_SYNC } }).matches.map((m) => m.flags)).toEqual([1, 1, 1, 1]);
     expect(pageVmaMappedWalk(e, { mm: a, vma: va, key: { ...good, flags: PVMW_MIGRATION } }).matches).toHaveLength(0);
+  });
+});
+
+describe('§1.4 walk_done and walk_restart: a caller acting between matches, as try_to_unmap_one does', () => {
+  it('split a PMD-level match, restart, and carry on: WebAssembly and reference agree on twin spaces', () => {
+    let splits = 0;
+    let early = 0;
+    for (const semantics of ['newest', 'series'] as const) {
+      const o = { seed: 3, paging: 4 as const, deviceModel: 'pfn' as const, semantics, scale: 'small' as const };
+      const a = buildSpace(o);
+      const b = buildSpace(o);
+      walkBatch(a.engine, []); // both twins take their walk buffers before any table changes
+      walkBatch(b.engine, []);
+      for (let j = 0; j < a.cases.length; j++) {
+        const ca = a.cases[j];
+        const cb = b.cases[j];
+        const wa = openWalk(a.engine, { mm: ca.mm, vma: ca.vma, key: ca.key, address: ca.address });
+        const wb = openReferenceWalk(b.engine, cb.mm, cb.vma, cb.key, { address: cb.address });
+        expect(wa.start).toBe(wb.start);
+        for (let n = 0; ; n++) {
+          const ma = wa.next();
+          const mb = wb.next();
+          expect(ma, `case ${j} (${ca.row}) call ${n}`).toEqual(mb);
+          if (ma === null) break;
+          if (ma.level === 'pmd' && !ca.vma.flags.hugetlb) {
+            // TTU_SPLIT_HUGE_PMD: split under the PMD lock, then page_vma_mapped_walk_restart.
+            ca.mm.splitPmd(ma.address);
+            cb.mm.splitPmd(mb!.address);
+            wa.restart();
+            wb.restart();
+            splits++;
+          } else if (j % 5 === 0 && n === 2) {
+            wa.done(); // stop early: page_vma_mapped_walk_done
+            wb.done();
+            early++;
+            break;
+          }
+        }
+        expect(wa.counters().restarts).toBe(wb.counters.restarts);
+      }
+    }
+    expect(splits).toBeGreaterThan(5);
+    expect(early).toBeGreaterThan(5);
+  });
+
+  it('a walker ended by another walk on the same engine says so', () => {
+    const e = engine();
+    const mm = e.createMm();
+    const vma = mm.addVma({ start: 0x100000, end: 0x200000 });
+    e.createFolio({ number: 8, order: 1, index: linearPageIndex(vma, 0x100000) });
+    mm.map(0x100000, { count: 2, entry: { kind: 'present', number: 8 } });
+    const key: WalkKey = { kind: 'pfn', number: 8, nrPages: 2, pgoff: linearPageIndex(vma, 0x100000), flags: 0 };
+    const w = openWalk(e, { mm, vma, key });
+    expect(w.next()?.address).toBe(0x100000);
+    pageVmaMappedWalk(e, { mm, vma, key });
+    expectPvmwError(() => w.next(), 'BAD_SETTING', 'ended by another walk');
+    const again = openWalk(e, { mm, vma, key });
+    expect([again.next()?.address, again.next()?.address, again.next()]).toEqual([0x100000, 0x101000, null]);
   });
 });

@@ -135,6 +135,7 @@ function matchAt(u32: Uint32Array, f64: Float64Array, i: number): WalkMatch {
 /** Run one walk to its end (every true return of page_vma_mapped_walk), optionally meeting D4 races. */
 export function pageVmaMappedWalk(engine: Engine, r: WalkRequest, opts: { inject?: Injection[] } = {}): WalkResult {
   const job = toJob(engine, r);
+  openWalks.delete(engine);
   const b = buffersOf(engine);
   const x = engine.wasmInstance().exports;
   const inject = opts.inject ?? [];
@@ -154,11 +155,71 @@ export function pageVmaMappedWalk(engine: Engine, r: WalkRequest, opts: { inject
     const c = b.counterView();
     const out: WalkMatch[] = [];
     for (let i = 0; i < matches; i++) out.push(matchAt(u32, f64, i));
-    const start = new Float64Array(c.buffer, c.byteOffset + 40, 1)[0];
+    const start = b.start();
     return { matches: out, counters: countersOf(engine, c, 0), start: start < 0 ? null : start };
   } finally {
     x.injectClear();
   }
+}
+
+/** One walk driven a call at a time (callers that act between matches, as try_to_unmap_one splits a PMD). */
+export interface Walker {
+  /** The next true return of page_vma_mapped_walk, or null once it returned false. */
+  next(): WalkMatch | null;
+  /** page_vma_mapped_walk_restart (§1.4): after changing the tables, re-descend at the current address. */
+  restart(): void;
+  /** page_vma_mapped_walk_done (§1.4): stop early, releasing the lock. */
+  done(): void;
+  /** The work so far. */
+  counters(): WalkCounters;
+  /** The start address, or null (-EFAULT: no walk). */
+  readonly start: number | null;
+}
+
+/** The open step-wise walk of each engine: opening another walk, or running any walk, ends it. */
+const openWalks = new WeakMap<Engine, object>();
+
+/** Open a step-wise walk. One per engine at a time; any other walk on the engine ends it. */
+export function openWalk(engine: Engine, r: WalkRequest): Walker {
+  const job = toJob(engine, r);
+  const b = buffersOf(engine);
+  const token = {};
+  openWalks.set(engine, token);
+  const x = engine.wasmInstance().exports;
+  x.injectClear();
+  b.setJob(0, job);
+  const live = b.begin();
+  const start = live ? b.start() : null;
+  let finished = !live;
+  const check = () => {
+    if (openWalks.get(engine) !== token) throw new PvmwError('BAD_SETTING', 'this walk was ended by another walk on the same engine');
+  };
+  return {
+    start,
+    next() {
+      check();
+      if (finished) return null;
+      if (!b.next()) {
+        finished = true;
+        return null;
+      }
+      const { u32, f64 } = b.matchView();
+      return matchAt(u32, f64, 0);
+    },
+    restart() {
+      check();
+      if (!finished) x.walkRestart();
+    },
+    done() {
+      check();
+      if (!finished) x.walkEnd();
+      finished = true;
+    },
+    counters() {
+      check();
+      return countersOf(engine, b.stepCounters(), 0);
+    },
+  };
 }
 
 /** page_mapped_in_vma (spec §1.6, D2): the address where the page is mapped in the VMA, or EFAULT. */
@@ -169,6 +230,7 @@ export function pageMappedInVma(engine: Engine, mm: Mm, vma: Vma, key: WalkKey):
   const k: WalkKey = key.kind === 'folio' ? { ...key, page: key.page ?? 0, flags } : { ...key, flags };
   const job = toJob(engine, { mm, vma, key: k }, true);
   const b = buffersOf(engine);
+  openWalks.delete(engine);
   b.setJob(0, job);
   const { matches } = b.run(1);
   if (matches === 0) return EFAULT;
@@ -216,6 +278,7 @@ export function prepareBatch(engine: Engine, requests: readonly WalkRequest[]): 
 export function runBatch(p: PreparedBatch): BatchResult {
   const { engine, walks, encoded } = p;
   const b = buffersOf(engine);
+  openWalks.delete(engine);
   const WORDS = MATCH_BYTES / 4;
   const counters = new Uint32Array(walks * (COUNTER_BYTES / 4));
   const chunks: { records: Uint32Array; firstJob: number }[] = [];

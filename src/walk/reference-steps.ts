@@ -121,6 +121,14 @@ export class ReferenceWalk {
     this.state.ptl = null;
   }
 
+  /** page_vma_mapped_walk_restart (§1.4): the caller changed the tables; the next step re-descends at the
+   *  current address. */
+  restart(): void {
+    this.done();
+    this.state.pmd = null;
+    this.state.pte = null;
+  }
+
   /** not_found: done, then false. */
   private notFound(): false {
     this.done();

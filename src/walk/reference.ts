@@ -4,7 +4,7 @@ import type { Mm } from '../model/mm.js';
 import { EFAULT, vmaAddress, type Vma } from '../model/vma.js';
 import { Injector, checkStartAddress, checkVma, resolveKey } from './reference-key.js';
 import { ReferenceWalk, zeroCounters } from './reference-steps.js';
-import { PVMW_DEVICE_PRIVATE, PVMW_SYNC, type Injection, type WalkKey, type WalkMatch, type WalkResult } from './types.js';
+import { PVMW_DEVICE_PRIVATE, PVMW_SYNC, type Injection, type WalkCounters, type WalkKey, type WalkMatch, type WalkResult } from './types.js';
 
 /**
  * The TypeScript REFERENCE page_vma_mapped_walk (spec §1.1–§1.6, decisions.md D1–D4): the plain, step-for-step
@@ -29,17 +29,34 @@ export interface ReferenceWalkOptions {
  * aligned or not inside the VMA, BAD_SETTING for a bad injection.
  */
 export function referenceWalk(engine: Engine, mm: Mm, vma: Vma, key: WalkKey, opts: ReferenceWalkOptions = {}): WalkResult {
+  const walk = openReferenceWalk(engine, mm, vma, key, opts);
+  const matches: WalkMatch[] = [];
+  for (let m = walk.next(); m !== null; m = walk.next()) matches.push(m);
+  return { matches, counters: walk.counters, start: walk.start };
+}
+
+/** A reference walk driven one call at a time, for callers that act between matches (see pvmw.ts openWalk). */
+export interface ReferenceWalker {
+  /** The next true return, or null when the walk returned false. */
+  next(): WalkMatch | null;
+  /** page_vma_mapped_walk_restart. */
+  restart(): void;
+  /** page_vma_mapped_walk_done. */
+  done(): void;
+  readonly counters: WalkCounters;
+  readonly start: number | null;
+}
+
+export function openReferenceWalk(engine: Engine, mm: Mm, vma: Vma, key: WalkKey, opts: ReferenceWalkOptions = {}): ReferenceWalker {
   checkVma(mm, vma);
   const k = resolveKey(engine, key);
   const explicit = opts.address !== undefined ? checkStartAddress(vma, opts.address) : null;
   const injector = new Injector(mm, opts.inject);
   const counters = zeroCounters(engine.geometry);
   const start = explicit ?? vmaAddress(vma, k.pgoff, k.nrPages);
-  if (start === EFAULT) return { matches: [], counters, start: null };
+  if (start === EFAULT) return { next: () => null, restart: () => {}, done: () => {}, counters, start: null };
   const walk = new ReferenceWalk(engine, mm, vma, k, start, injector, counters);
-  const matches: WalkMatch[] = [];
-  while (walk.step()) matches.push(walk.match());
-  return { matches, counters, start };
+  return { next: () => (walk.step() ? walk.match() : null), restart: () => walk.restart(), done: () => walk.done(), counters, start };
 }
 
 /**

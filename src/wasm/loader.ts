@@ -29,6 +29,11 @@ export interface WasmExports {
   injectClear(): void;
   injectAdd(point: number, change: number, nth: number): number;
   walkBatch(jobs: number, nJobs: number, out: number, cap: number, counters: number): number;
+  walkBegin(job: number, counters: number): number;
+  walkNext(out: number): number;
+  walkRestart(): void;
+  walkEnd(): void;
+  walkCounters(out: number): void;
   ptSplitPmd(root: number, va: number): number;
   ptFreePteTable(root: number, va: number): number;
   ptReplacePteTable(root: number, va: number): number;

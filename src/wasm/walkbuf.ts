@@ -86,6 +86,22 @@ export class WalkBuffers {
     new Uint8Array(this.wasm.memory.buffer, this.jobs, encoded.length).set(encoded);
   }
 
+  /** Step-wise walk of job 0: begin (false: -EFAULT), next (one match into match record 0), restart, end. */
+  begin(): boolean {
+    return this.wasm.exports.walkBegin(this.jobs, this.counters) !== 0;
+  }
+  /** The start address of job 0 of the last run or begin (−1: -EFAULT). */
+  start(): number {
+    return new Float64Array(this.wasm.memory.buffer, this.counters + 40, 1)[0];
+  }
+  next(): boolean {
+    return this.wasm.exports.walkNext(this.out) !== 0;
+  }
+  stepCounters(): Uint32Array {
+    this.wasm.exports.walkCounters(this.counters);
+    return this.counterView();
+  }
+
   /** Run jobs [0, n): returns jobs completed and matches written (see assembly/walk.ts walkBatch). */
   run(n: number): { done: number; matches: number } {
     const x = this.wasm.exports;
