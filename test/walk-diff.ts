@@ -1,7 +1,8 @@
 // Shared driver of the walk differential tests (issue 3 item 4): the WebAssembly walk (src/walk/pvmw.ts over
 // assembly/walk.ts) against the independent TypeScript reference (src/walk/reference.ts) on random spaces
 // from test/gen/space.ts. Every match, address, level, lock and result flag must agree.
-import { expect } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import { walkBatch, type BatchResult } from '../src/walk/pvmw.js';
 import { referenceWalk } from '../src/walk/reference.js';
 import type { WalkMatch } from '../src/walk/types.js';
@@ -74,4 +75,28 @@ export function compareSpace(o: SpaceOptions, tally: Tally): void {
     tally.matches += ref.matches.length;
   }
   tally.walks += cases.length;
+}
+
+/**
+ * The differential suite for one paging mode: one large and three small random spaces per setting
+ * combination. Failures name the space's seed; the matches seen per §2 row are printed at the end.
+ */
+export function walkDiffSuite(paging: 4 | 5): void {
+  const tally: Tally = { walks: 0, matches: 0, rows: {} };
+  afterAll(() => console.log(`walk differential, ${paging}-level: ${tally.walks} walks, ${tally.matches} matches; matches by §2 row:`, tally.rows));
+
+  describe(`page_vma_mapped_walk, ${paging}-level: WebAssembly and the TypeScript reference agree (§1.5, §2, D1, D2)`, () => {
+    for (const combo of combos(paging)) {
+      it(`${combo.deviceModel} model, ${combo.semantics}: every match, address, level, lock and flag`, () => {
+        const seed = fc.integer({ min: 1, max: 2 ** 31 - 1 });
+        fc.assert(fc.property(seed, (s) => compareSpace({ ...combo, seed: s, scale: 'large' }, tally)), { numRuns: 1 });
+        fc.assert(fc.property(seed, (s) => compareSpace({ ...combo, seed: s, scale: 'small' }, tally)), { numRuns: 3 });
+      });
+    }
+
+    it('ran at least 50,000 walks and saw a match of every matchable §2 row', () => {
+      expect(tally.walks).toBeGreaterThanOrEqual(50_000);
+      for (const r of MATCHABLE_ROWS) expect(tally.rows[r] ?? 0, r).toBeGreaterThan(0);
+    });
+  });
 }

@@ -163,25 +163,7 @@ export class Mm {
    * hugetlb leaf) is ENTRY_CONFLICT, no frame for the table MEMORY_LIMIT; a failure changes nothing.
    */
   splitPmd(addr: number): void {
-    const root = this.root;
-    if (typeof addr !== 'number' || !Number.isInteger(addr) || addr < 0) {
-      throw new PvmwError('BAD_ADDRESS', `address ${String(addr)} is not a non-negative whole number`);
-    }
-    checkRange(this.ctx.geo, addr - (addr % PAGE_SIZE), addr - (addr % PAGE_SIZE) + PAGE_SIZE);
-    const block = addr - (addr % 2 ** LEAF_LEVELS.pmd);
-    const st = this.ctx.wasm.exports.ptSplitPmd(root, block);
-    if (st === 0) return;
-    if (st === -1) throw new PvmwError('MEMORY_LIMIT', `splitting the pmd entry at ${hex(block)} needs a PTE table frame, which would pass the engine's memory ceiling`);
-    if (st !== -2) throw new PvmwError('INTERNAL', `ptSplitPmd returned ${st}`);
-    const t = this.translate(block);
-    const s = t.steps.find((step) => step.level === 'pmd');
-    const hugetlb = t.page && this.ctx.folios.info(t.page.folio).hugetlb ? 'hugetlb ' : '';
-    const found = !s ? `missing (the ${t.leaf.level} entry above it is ${t.leaf.entry.kind === 'none' ? 'none' : 'a leaf'})`
-      : s.entry.kind === 'none' ? 'none'
-      : s.entry.kind === 'table' ? 'a PTE table'
-      : s.entry.kind === 'present' ? `a ${hugetlb}leaf`
-      : `a ${hugetlb}${s.entry.kind} entry`;
-    throw new PvmwError('ENTRY_CONFLICT', `cannot split: the pmd entry at ${hex(block)} is ${found}, not a huge PMD, PMD migration or device-private entry`);
+    this.changePmd(addr, 'ptSplitPmd', 'split', 'a huge PMD, PMD migration or device-private entry', 'a PTE table frame');
   }
 
   /**
@@ -190,23 +172,7 @@ export class Mm {
    * is not a table pointer.
    */
   freePteTable(addr: number): void {
-    const root = this.root;
-    if (typeof addr !== 'number' || !Number.isInteger(addr) || addr < 0) {
-      throw new PvmwError('BAD_ADDRESS', `address ${String(addr)} is not a non-negative whole number`);
-    }
-    checkRange(this.ctx.geo, addr - (addr % PAGE_SIZE), addr - (addr % PAGE_SIZE) + PAGE_SIZE);
-    const block = addr - (addr % 2 ** LEAF_LEVELS.pmd);
-    const st = this.ctx.wasm.exports.ptFreePteTable(root, block);
-    if (st === 0) return;
-    if (st !== -2) throw new PvmwError('INTERNAL', `ptFreePteTable returned ${st}`);
-    const t = this.translate(block);
-    const s = t.steps.find((step) => step.level === 'pmd');
-    const hugetlb = t.page && this.ctx.folios.info(t.page.folio).hugetlb ? 'hugetlb ' : '';
-    const found = !s ? `missing (the ${t.leaf.level} entry above it is ${t.leaf.entry.kind === 'none' ? 'none' : 'a leaf'})`
-      : s.entry.kind === 'none' ? 'none'
-      : s.entry.kind === 'present' ? `a ${hugetlb}huge leaf`
-      : `a ${hugetlb}${s.entry.kind} entry`;
-    throw new PvmwError('ENTRY_CONFLICT', `cannot free the PTE table: the pmd entry at ${hex(block)} is ${found}, not a PTE table`);
+    this.changePmd(addr, 'ptFreePteTable', 'free the PTE table', 'a PTE table');
   }
 
   /**
@@ -215,24 +181,33 @@ export class Mm {
    * pointer, MEMORY_LIMIT if no frame is left; a failure changes nothing.
    */
   replacePteTable(addr: number): void {
+    this.changePmd(addr, 'ptReplacePteTable', 'replace the PTE table', 'a PTE table', 'a new frame');
+  }
+
+  /**
+   * One of the table mutations above on the pmd entry of the 2 MiB block holding `addr`: check the address, run
+   * it, and explain a refusal by what the pmd entry holds. `needs`: the frame it takes (for MEMORY_LIMIT).
+   */
+  private changePmd(addr: number, fn: 'ptSplitPmd' | 'ptFreePteTable' | 'ptReplacePteTable', what: string, wants: string, needs?: string): void {
     const root = this.root;
     if (typeof addr !== 'number' || !Number.isInteger(addr) || addr < 0) {
       throw new PvmwError('BAD_ADDRESS', `address ${String(addr)} is not a non-negative whole number`);
     }
     checkRange(this.ctx.geo, addr - (addr % PAGE_SIZE), addr - (addr % PAGE_SIZE) + PAGE_SIZE);
     const block = addr - (addr % 2 ** LEAF_LEVELS.pmd);
-    const st = this.ctx.wasm.exports.ptReplacePteTable(root, block);
+    const st = this.ctx.wasm.exports[fn](root, block);
     if (st === 0) return;
-    if (st === -1) throw new PvmwError('MEMORY_LIMIT', `moving the PTE table at ${hex(block)} needs a new frame, which would pass the engine's memory ceiling`);
-    if (st !== -2) throw new PvmwError('INTERNAL', `ptReplacePteTable returned ${st}`);
+    if (st === -1 && needs) throw new PvmwError('MEMORY_LIMIT', `to ${what} at ${hex(block)} needs ${needs}, which would pass the engine's memory ceiling`);
+    if (st !== -2) throw new PvmwError('INTERNAL', `${fn} returned ${st}`);
     const t = this.translate(block);
     const s = t.steps.find((step) => step.level === 'pmd');
     const hugetlb = t.page && this.ctx.folios.info(t.page.folio).hugetlb ? 'hugetlb ' : '';
     const found = !s ? `missing (the ${t.leaf.level} entry above it is ${t.leaf.entry.kind === 'none' ? 'none' : 'a leaf'})`
       : s.entry.kind === 'none' ? 'none'
-      : s.entry.kind === 'present' ? `a ${hugetlb}huge leaf`
+      : s.entry.kind === 'table' ? 'a PTE table'
+      : s.entry.kind === 'present' ? (hugetlb ? 'a hugetlb leaf' : 'a huge leaf')
       : `a ${hugetlb}${s.entry.kind} entry`;
-    throw new PvmwError('ENTRY_CONFLICT', `cannot replace the PTE table: the pmd entry at ${hex(block)} is ${found}, not a PTE table`);
+    throw new PvmwError('ENTRY_CONFLICT', `cannot ${what}: the pmd entry at ${hex(block)} is ${found}, not ${wants}`);
   }
 
   /** The entry mapping `addr`: the leaf at any level, or the none entry where the descent stopped. */
