@@ -1,11 +1,12 @@
 /**
- * `pvmw demo`: build the default space and show what it holds and what page-table translations find.
- * Presentation only (DESIGN.md §2): the space is built through the public API, and every figure printed is
- * read back from the engine. page_vma_mapped_walk does not exist yet, so the "walks" here are descents of the
- * page tables from the root, like crash's `vtop` (Mm.translate), and the output says so.
+ * `pvmw demo`: build the default space and show what it holds, what page-table translations find (descents
+ * from the root, like crash's `vtop`: Mm.translate) and what page_vma_mapped_walk finds for a few of its folios
+ * (demo-walks.ts). Presentation only (DESIGN.md §2): the space is built through the public API, and every
+ * figure printed is read back from the engine.
  */
-import { Engine, PAGE_SIZE, PMD_SIZE, linearPageIndex, rawHex } from '../index.js';
+import { Engine, PAGE_SIZE, PMD_SIZE, PVMW_MIGRATION, linearPageIndex, rawHex } from '../index.js';
 import type { EngineOptions, MemoryRange, MemoryUsage, Mm, Namespace, PageInfo, PresentSpec, TraceStep, Vma } from '../index.js';
+import { addDemoAlias, pickTargets, walksReport, walksText, type DemoAlias, type WalkTarget, type WalksReport } from './demo-walks.js';
 import { bytes, grid, hex, pairs, ratio, table } from './format.js';
 
 const MiB = 2 ** 20;
@@ -43,7 +44,7 @@ export interface DemoProbe {
   address: number;
 }
 
-/** What buildDemoSpace built: the mm, its VMAs, the device chunk, folios created by purpose, probe addresses. */
+/** What buildDemoSpace built: mm, VMAs, device chunk, folios by purpose, probes, walk targets, (offset) the D1 alias. */
 export interface DemoSpace {
   mm: Mm;
   vmas: { anon: Vma; file: Vma; hugetlb: Vma };
@@ -59,13 +60,15 @@ export interface DemoSpace {
     hugetlb: number;
   };
   probes: DemoProbe[];
+  targets: WalkTarget[];
+  alias: DemoAlias | null;
 }
 
 const ANON_VMA = 1;
 const FILE = 1;
 const HUGETLB_FILE = 2;
 
-/** Build the default space (DEMO_LAYOUT) in `e`: one mm, three VMAs, one device chunk. Entries are mapped in bulk. */
+/** Build the default space (DEMO_LAYOUT) in `e`: one mm, three VMAs, one device chunk (+ the D1 alias: offset model). */
 export function buildDemoSpace(e: Engine): DemoSpace {
   const L = DEMO_LAYOUT;
   const mm = e.createMm();
@@ -114,11 +117,23 @@ export function buildDemoSpace(e: Engine): DemoSpace {
   e.createFolios({ number: L.hugetlbPfn, hugetlb: '2M', file: HUGETLB_FILE, index: 0 }, L.hugetlbPages);
   mm.map(L.hugetlbStart, { level: 'pmd', count: L.hugetlbPages, entry: { ...shared, number: L.hugetlbPfn } });
 
+  // The folios the Walks section looks for (by a page's number), each in the VMA that maps it; the D1 alias.
+  const targets = pickTargets(e, mm, [
+    ['anon order-0 folio, PTE-mapped', 'pfn', L.smallPfn + 5, anon],
+    [`anon mTHP (order ${L.mthpOrder}), PTE-mapped`, 'pfn', L.mthpPfn, anon],
+    ['anon THP, PMD-mapped', 'pfn', L.thpPfn + 512, anon],
+    ['hugetlb 2M folio', 'pfn', L.hugetlbPfn + 2 * 512, hugetlb],
+    ['device-private folio', device.namespace, devNumber, anon],
+    ['anon folio under migration (PVMW_MIGRATION)', 'pfn', L.migratingPfn, anon, PVMW_MIGRATION],
+    ['file folio, PTE-mapped in the shared file VMA', 'pfn', L.filePfn + 3, file],
+  ]);
+  const alias = addDemoAlias(e, mm, anon, device, targets[0].folio, ANON_VMA);
+
   return {
     mm,
     vmas: { anon, file, hugetlb },
     device,
-    folios: { anonSmall: L.smallPages, anonThp: L.thps, anonMthp: 1, migrating: 1, devicePrivate: 1, fileSmall: L.filePages, fileThp: 1, hugetlb: L.hugetlbPages },
+    folios: { anonSmall: L.smallPages, anonThp: L.thps, anonMthp: 1, migrating: 1, devicePrivate: alias ? 2 : 1, fileSmall: L.filePages, fileThp: 1, hugetlb: L.hugetlbPages },
     probes: [
       { label: 'anon page, PTE-mapped (order-0 folio)', address: L.anonStart + 5 * PAGE_SIZE },
       { label: 'inside an anon THP, PMD-mapped', address: thpAddr + PMD_SIZE + 0x123 * PAGE_SIZE },
@@ -130,6 +145,8 @@ export function buildDemoSpace(e: Engine): DemoSpace {
       { label: 'guard marker', address: special + 3 * PAGE_SIZE },
       { label: 'unmapped address inside the anon VMA', address: L.anonStart + L.unmappedOffset },
     ],
+    targets,
+    alias,
   };
 }
 
@@ -157,7 +174,8 @@ export interface StepReport {
   bits: string[];
 }
 
-export interface WalkReport {
+/** A page-table translation of one probe address (Mm.translate), not a page_vma_mapped_walk. */
+export interface TranslationReport {
   label: string;
   address: string;
   steps: StepReport[];
@@ -179,13 +197,15 @@ export interface DemoReport {
   folios: { total: number; byOrder: Record<string, number>; anon: number; file: number; hugetlb: number; devicePrivate: number; ksm: number };
   pageTables: { tables: Record<string, number>; leaves: { pte: number; pmd: number; pud: number } };
   memory: MemoryUsage & { tableBytesPerLeafEntry: number; modelBytesPerFolio: number };
-  walks: WalkReport[];
+  translations: TranslationReport[];
+  /** page_vma_mapped_walk for a few folios, every interface the settings allow, checked against the reference. */
+  walks: WalksReport;
   notYet: string;
 }
 
 export const NOT_YET =
-  'Not yet: these walks are page-table translations (a vtop-style descent), not page_vma_mapped_walk: the pfn-keyed and ' +
-  'folio-keyed page_vma_mapped_walk arrive with the walk issue; rmap walks and the pfn-vs-folio comparison report come after it.';
+  'What exists: page_vma_mapped_walk, pfn-keyed and folio-keyed (range and identity), in WebAssembly, and its ' +
+  'TypeScript reference walk (the Walks above). Not yet: rmap walks and the pfn-vs-folio comparison report come with later issues.';
 
 function vmaKind(v: Vma): string {
   if (v.flags.hugetlb) return `hugetlb ${v.flags.hugetlb}, file ${v.file}`;
@@ -227,7 +247,7 @@ function stepReport(s: TraceStep): StepReport {
   };
 }
 
-function walkReport(e: Engine, mm: Mm, probe: DemoProbe): WalkReport {
+function translationReport(e: Engine, mm: Mm, probe: DemoProbe): TranslationReport {
   const t = mm.translate(probe.address);
   const leaf = t.leaf.entry;
   // The folio page at (namespace, number), if that number is in memory and its page in a folio.
@@ -273,7 +293,8 @@ export function demoReport(e: Engine, space: DemoSpace, buildMs: number): DemoRe
     folios: { total, byOrder, anon: census.anon, file: census.file, hugetlb: census.hugetlb, devicePrivate: census.devicePrivate, ksm: census.ksm },
     pageTables: stats,
     memory: { ...usage, tableBytesPerLeafEntry: leaves ? usage.tableBytes / leaves : 0, modelBytesPerFolio: total ? model / total : 0 },
-    walks: space.probes.map((p) => walkReport(e, space.mm, p)),
+    translations: space.probes.map((p) => translationReport(e, space.mm, p)),
+    walks: walksReport(e, space.targets, space.alias),
     notYet: NOT_YET,
   };
 }
@@ -299,7 +320,7 @@ function pageText(verb: string, p: PageReport): string {
   );
 }
 
-function walkText(w: WalkReport): string {
+function translationText(w: TranslationReport): string {
   const rows = w.steps.map((s) => {
     const num = s.swap ? `type ${s.swap.type} offset ${s.swap.offset}` : s.number === null ? '' : `${s.namespace === 'pfn' ? 'pfn' : 'offset'} ${s.number}`;
     return [s.level, s.raw, s.kind, num, s.bits.join(' ')];
@@ -376,7 +397,9 @@ export function demoText(r: DemoReport): string {
     ]),
     '',
     'Translations (page-table descent from the root, like crash vtop; table entries hold the next table\'s WebAssembly address)',
-    r.walks.map(walkText).join('\n\n'),
+    r.translations.map(translationText).join('\n\n'),
+    '',
+    walksText(r.walks),
     '',
     r.notYet,
   ];

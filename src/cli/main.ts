@@ -37,13 +37,13 @@ function wholeOrText(v: string): number | string {
 
 function program(io: Io, setCode: (code: number) => void): Command {
   const p = new Command('pvmw')
-    .description('Simulate Linux page tables, folios and device-private memory in WebAssembly (page_vma_mapped_walk is next)')
+    .description('Simulate Linux page tables, folios, device-private memory and page_vma_mapped_walk in WebAssembly')
     .exitOverride()
     .configureOutput({ writeOut: (s) => void io.stdout.write(s), writeErr: (s) => void io.stderr.write(s) })
     .showHelpAfterError('(pvmw --help for usage)');
 
   p.command('demo')
-    .description('build the default space and print what it holds and what page-table translations find')
+    .description('build the default space and print what it holds, page-table translations, and what page_vma_mapped_walk finds in each interface')
     .addOption(new Option('--paging <levels>', 'paging levels, 4 or 5').default(String(DEFAULT_SETTINGS.paging), String(DEFAULT_SETTINGS.paging)))
     .addOption(new Option('--device-model <model>', 'device-private pages named by pfn or by offset').default(DEFAULT_SETTINGS.deviceModel, DEFAULT_SETTINGS.deviceModel))
     .addOption(new Option('--semantics <kernel>', 'kernel semantics: newest, series or v6.14').default(DEFAULT_SETTINGS.semantics, DEFAULT_SETTINGS.semantics))
