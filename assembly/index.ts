@@ -31,4 +31,7 @@ export { setRmapConfig, entryMappedIndex, firstUnfitPage } from './mapcount';
 export { codecLeaf, codecLeafPfn, codecSwp, codecSwpType, codecSwpOffset, codecClassify } from './codec';
 export { ptSplitPmd, ptFreePteTable, ptReplacePteTable } from './split';
 export { bufferAlloc } from './frames';
-export { setWalkSemantics, injectClear, injectAdd, walkBatch, walkBegin, walkNext, walkRestart, walkEnd, walkCounters } from './walk';
+export { walkRestart, walkEnd } from './walk';
+export { setWalkSemantics } from './walk-match';
+export { injectClear, injectAdd } from './walk-inject';
+export { walkBatch, walkBegin, walkNext, walkCounters } from './walk-batch';

@@ -1,34 +1,22 @@
-// page_vma_mapped_walk (spec §1.5, NEWEST) over the sparse tables, with the helpers of §1.4, in three key
-// modes (D2): pfn-keyed (the kernel's walk; `series` adds the PVMW_DEVICE_PRIVATE namespace check), and
-// folio-keyed with `range` or `identity` matching. One walk at a time runs on module state; walkRun drives it
-// to the end writing every true return, walkBatch runs many walks in one call. The TypeScript reference
-// (src/walk/reference.ts) is written independently from the spec; tests compare the two.
+// page_vma_mapped_walk (spec §1.5, NEWEST) over the sparse tables, with the helpers of §1.4. The key and its
+// matching rule (pfn-keyed, folio-keyed range or identity: D2) are in walk-match.ts, the D4 injection points in
+// walk-inject.ts, and the drivers (many walks per call, or one walk a call at a time) in walk-batch.ts. One
+// walk at a time runs on this module's state. The TypeScript reference (src/walk/reference.ts) is written
+// independently from the spec; tests compare the two.
 
 import { isTable, pteNone, ptePresent, pmdPresent, pmdLeaf, leafPfn, swpType, swpOffset, PTE_PFN_MASK } from './entry';
 import { softleafCode } from './softleaf';
 import { rootHeight, slotOf } from './pagetable';
-import { folioOf, folioOrder, folioIndex } from './memmap';
-import { indexOf, numberOfIndex, namespaceOfIndex } from './ranges';
-import { deviceNamespace, swpPfnMaskValue, NS_PFN } from './mapcount';
-import { pmdSplit, pteTableFree, pteTableReplace } from './split';
-import { E_NOFOLIO, fail, setResult } from './status';
+import { swpPfnMaskValue, NS_PFN } from './mapcount';
+import {
+  keyMatches, keyNr, keyPgoff, lookups, resetLookups, semanticsIs, isDevicePrivateCode, isMigrationCode, nsOfCode,
+  SEM_V6_14, SL_DP_WRITE, SL_DP_READ, SL_DEV_EXCL,
+} from './walk-match';
+import { arrive, injectReset, INJ_HUGE_READ, INJ_DEVICE_READ, INJ_MAP_PTE, INJ_MAP_PTE_LOCK, INJ_NEXT_PTE_LOCK } from './walk-inject';
 
 export const PVMW_SYNC: u32 = 1 << 0;
 export const PVMW_MIGRATION: u32 = 1 << 1;
-export const PVMW_DEVICE_PRIVATE: u32 = 1 << 2;
 export const PVMW_PGTABLE_CROSSED: u32 = 1 << 16;
-
-export const SEM_NEWEST: u32 = 0;
-export const SEM_SERIES: u32 = 1;
-export const SEM_V6_14: u32 = 2;
-let semantics: u32 = SEM_NEWEST;
-export function setWalkSemantics(s: u32): void {
-  semantics = s;
-}
-
-export const KEY_PFN: u32 = 0;
-export const KEY_FOLIO_RANGE: u32 = 1;
-export const KEY_FOLIO_IDENTITY: u32 = 2;
 
 export const LOCK_NONE: u32 = 0;
 export const LOCK_PTE: u32 = 1;
@@ -38,15 +26,6 @@ export const LOCK_HUGETLB: u32 = 3;
 const PAGE: u64 = 4096;
 const PMD_SIZE: u64 = 1 << 21;
 
-// Softleaf codes (src/model/softleaf.ts SOFTLEAF_CODE).
-const SL_MIG_READ: u32 = 3;
-const SL_MIG_WRITE: u32 = 5;
-const SL_DP_WRITE: u32 = 6;
-const SL_DP_READ: u32 = 7;
-const SL_DEV_EXCL: u32 = 8;
-const SL_MIG_DP_READ: u32 = 9;
-const SL_MIG_DP_WRITE: u32 = 11;
-
 // --- the walk's inputs and state (struct page_vma_mapped_walk) -------------------------------------------
 
 let wRoot: usize = 0;
@@ -55,16 +34,6 @@ let vEnd: u64 = 0;
 let vPgoff: u64 = 0;
 /** Height of the VMA's hugetlb leaves (1: 2 MiB, 2: 1 GiB), 0 for a non-hugetlb VMA. */
 let vHuge: u32 = 0;
-let kMode: u32 = KEY_PFN;
-/** pfn key: its number; range key: the folio's first number (or the page's). */
-let kNumber: u64 = 0;
-/** range key: the folio's namespace. */
-let kNs: u32 = 0;
-let kNr: u64 = 1;
-let kPgoff: u64 = 0;
-/** identity key: the folio (head index) and the page (global index), or -1. */
-let kFolio: f64 = -1;
-let kPage: f64 = -1;
 let flags: u32 = 0;
 
 let address: u64 = 0;
@@ -81,7 +50,6 @@ let matchEntry: u64 = 0;
 
 // Cost counters (issue 3 item 6): entries read per height, memmap lookups, restarts, tables crossed.
 const reads = memory.data(4 * 5);
-let lookups: u32 = 0;
 let restarts: u32 = 0;
 let crossed: u32 = 0;
 
@@ -91,48 +59,8 @@ let crossed: u32 = 0;
   return load<u64>(slot);
 }
 
-// --- D4 race injection -----------------------------------------------------------------------------------
-
-export const INJ_HUGE_READ: u32 = 1;
-export const INJ_DEVICE_READ: u32 = 2;
-export const INJ_MAP_PTE: u32 = 3;
-export const INJ_MAP_PTE_LOCK: u32 = 4;
-export const INJ_NEXT_PTE_LOCK: u32 = 5;
-export const CHG_SPLIT_PMD: u32 = 1;
-export const CHG_FREE_PTE_TABLE: u32 = 2;
-export const CHG_REPLACE_PTE_TABLE: u32 = 3;
-const MAX_INJ: u32 = 8;
-const injPoint = memory.data(4 * 8);
-const injChange = memory.data(4 * 8);
-const injNth = memory.data(4 * 8);
-const arrivals = memory.data(4 * 8);
-let nInj: u32 = 0;
-
-export function injectClear(): void {
-  nInj = 0;
-}
-export function injectAdd(point: u32, change: u32, nth: u32): bool {
-  if (nInj >= MAX_INJ) return false;
-  store<u32>(injPoint + (nInj << 2), point);
-  store<u32>(injChange + (nInj << 2), change);
-  store<u32>(injNth + (nInj << 2), nth);
-  nInj++;
-  return true;
-}
-
-/** The walk reaches an injection point: apply the changes due at this arrival (the engine mutation). */
-function arrive(point: u32): void {
-  if (nInj == 0) return;
-  const a = arrivals + (<usize>point << 2);
-  const n = load<u32>(a) + 1;
-  store<u32>(a, n);
-  for (let i: u32 = 0; i < nInj; i++) {
-    if (load<u32>(injPoint + (i << 2)) != point || load<u32>(injNth + (i << 2)) != n) continue;
-    const c = load<u32>(injChange + (i << 2));
-    if (c == CHG_SPLIT_PMD) pmdSplit(wRoot, address);
-    else if (c == CHG_FREE_PTE_TABLE) pteTableFree(wRoot, address);
-    else if (c == CHG_REPLACE_PTE_TABLE) pteTableReplace(wRoot, address);
-  }
+@inline function arrive_(point: u32): void {
+  arrive(point, wRoot, address);
 }
 
 // --- locks -----------------------------------------------------------------------------------------------
@@ -164,42 +92,14 @@ function stepForward(size: u64): void {
 
 /** vma_address_end (spec §1.3). */
 function vmaAddressEnd(): u64 {
-  if (kNr == 1) return address + PAGE;
-  const d = <i64>(kPgoff + kNr) - <i64>vPgoff;
+  if (keyNr() == 1) return address + PAGE;
+  const d = <i64>(keyPgoff() + keyNr()) - <i64>vPgoff;
   if (d < 0) return vEnd;
   const end = vStart + (<u64>d << 12);
   return end > vEnd ? vEnd : end;
 }
 
 // --- matching (check_pte / check_pmd, §1.4) --------------------------------------------------------------
-
-/** Does a candidate (namespace, first number, pages, device-private-ness) match the key? */
-function keyMatches(ns: u32, number: u64, pages: u64, devicePrivate: bool): bool {
-  if (kMode == KEY_PFN) {
-    // SERIES step 5: the candidate's device-private-ness must equal PVMW_DEVICE_PRIVATE (D3 at PMD level).
-    if (semantics == SEM_SERIES && devicePrivate != ((flags & PVMW_DEVICE_PRIVATE) != 0)) return false;
-    return number <= kNumber + kNr - 1 && kNumber <= number + pages - 1;
-  }
-  if (kMode == KEY_FOLIO_RANGE) {
-    if (ns != kNs) return false;
-    return number <= kNumber + kNr - 1 && kNumber <= number + pages - 1;
-  }
-  // identity: the folio that owns the candidate's first page (huge leaves map whole folios).
-  lookups++;
-  const g = indexOf(ns, <f64>number);
-  if (g < 0 || folioOf(g) != kFolio) return false;
-  return kPage < 0 || (kPage >= g && kPage < g + <f64>pages);
-}
-
-@inline function isDevicePrivateCode(c: u32): bool {
-  return c == SL_DP_WRITE || c == SL_DP_READ || (c >= SL_MIG_DP_READ && c <= SL_MIG_DP_WRITE);
-}
-@inline function isMigrationCode(c: u32): bool {
-  return (c >= SL_MIG_READ && c <= SL_MIG_WRITE) || (c >= SL_MIG_DP_READ && c <= SL_MIG_DP_WRITE);
-}
-@inline function nsOfCode(c: u32): u32 {
-  return c == SL_DP_WRITE || c == SL_DP_READ || (c >= SL_MIG_DP_READ && c <= SL_MIG_DP_WRITE) ? deviceNamespace() : NS_PFN;
-}
 
 /** check_pte: the entry at pteSlot (height h: 0, or a hugetlb leaf) covering pteNr pages. */
 function checkPte(h: u32, pteNr: u64): bool {
@@ -208,15 +108,15 @@ function checkPte(h: u32, pteNr: u64): bool {
   if ((flags & PVMW_MIGRATION) != 0) {
     if (present || e == 0) return false;
     const c = softleafCode(swpType(e));
-    if (!isMigrationCode(c) && !(semantics == SEM_V6_14 && c == SL_DEV_EXCL)) return false;
-    if (!keyMatches(nsOfCode(c), swpOffset(e) & swpPfnMaskValue(), pteNr, isDevicePrivateCode(c))) return false;
+    if (!isMigrationCode(c) && !(semanticsIs(SEM_V6_14) && c == SL_DEV_EXCL)) return false;
+    if (!keyMatches(flags, nsOfCode(c), swpOffset(e) & swpPfnMaskValue(), pteNr, isDevicePrivateCode(c))) return false;
   } else if (present) {
-    if (!keyMatches(NS_PFN, leafPfn(e, h), pteNr, false)) return false;
+    if (!keyMatches(flags, NS_PFN, leafPfn(e, h), pteNr, false)) return false;
   } else {
     if (h == 0 ? pteNone(e) : e == 0) return false;
     const c = softleafCode(swpType(e));
     if (c != SL_DP_WRITE && c != SL_DP_READ && c != SL_DEV_EXCL) return false;
-    if (!keyMatches(nsOfCode(c), swpOffset(e) & swpPfnMaskValue(), pteNr, isDevicePrivateCode(c))) return false;
+    if (!keyMatches(flags, nsOfCode(c), swpOffset(e) & swpPfnMaskValue(), pteNr, isDevicePrivateCode(c))) return false;
   }
   matchHeight = h;
   matchEntry = e;
@@ -226,10 +126,10 @@ function checkPte(h: u32, pteNr: u64): bool {
 /** check_pmd for a PMD-level candidate: its 512-page block against the key. */
 function checkPmd(e: u64): bool {
   let ok: bool;
-  if (pmdPresent(e)) ok = keyMatches(NS_PFN, leafPfn(e, 1), 512, false);
+  if (pmdPresent(e)) ok = keyMatches(flags, NS_PFN, leafPfn(e, 1), 512, false);
   else {
     const c = softleafCode(swpType(e));
-    ok = keyMatches(nsOfCode(c), swpOffset(e) & swpPfnMaskValue(), 512, isDevicePrivateCode(c));
+    ok = keyMatches(flags, nsOfCode(c), swpOffset(e) & swpPfnMaskValue(), 512, isDevicePrivateCode(c));
   }
   if (ok) {
     matchHeight = 1;
@@ -251,7 +151,7 @@ function checkPmd(e: u64): bool {
 
 /** map_pte: true with pteSlot set (and the lock held); false with pteSlot 0 (no table) or set (no lock). */
 function mapPte(): bool {
-  arrive(INJ_MAP_PTE);
+  arrive_(INJ_MAP_PTE);
   if ((flags & PVMW_SYNC) != 0) {
     // pte_offset_map_lock: map and lock in one step.
     const e = read(pmdSlot, 1);
@@ -283,7 +183,7 @@ function mapPte(): bool {
       const c = softleafCode(swpType(pte));
       if (c != SL_DP_WRITE && c != SL_DP_READ && c != SL_DEV_EXCL) return false;
     }
-    arrive(INJ_MAP_PTE_LOCK);
+    arrive_(INJ_MAP_PTE_LOCK);
     lock(LOCK_PTE, pendingTable);
     if (read(pmdSlot, 1) == pmdval) return true;
     unlock(); // the PMD changed under us: map again
@@ -342,7 +242,7 @@ function pageVmaMappedWalk(): bool {
         let pmde = read(pmdSlot, 1); // step 5d: lockless
         if (pmdLeaf(pmde) || isPmdMigration(pmde)) {
           // step 5e
-          arrive(INJ_HUGE_READ);
+          arrive_(INJ_HUGE_READ);
           lock(LOCK_PMD, table);
           pmde = read(pmdSlot, 1);
           if (!pmdPresent(pmde)) {
@@ -359,7 +259,7 @@ function pageVmaMappedWalk(): bool {
         } else if (!pmdPresent(pmde)) {
           // step 5f
           if (isPmdDevicePrivate(pmde)) {
-            arrive(INJ_DEVICE_READ);
+            arrive_(INJ_DEVICE_READ);
             lock(LOCK_PMD, table);
             pmde = read(pmdSlot, 1);
             if (isPmdDevicePrivate(pmde)) {
@@ -417,7 +317,7 @@ function pageVmaMappedWalk(): bool {
       continue;
     }
     if (lockKind == LOCK_NONE) {
-      arrive(INJ_NEXT_PTE_LOCK);
+      arrive_(INJ_NEXT_PTE_LOCK);
       lock(LOCK_PTE, pendingTable);
       if (read(pmdSlot, 1) != pmdval) {
         walkDone();
@@ -432,7 +332,7 @@ function pageVmaMappedWalk(): bool {
   return false; // not reached: every path above returns
 }
 
-// --- driving walks: one walk per job, many jobs per call -------------------------------------------------
+// --- setting a walk up from a job record (walk-batch.ts) -------------------------------------------------
 
 /** vma_address (spec §1.3), or u64.MAX_VALUE for -EFAULT. */
 function vmaAddress(pgoff: u64, nr: u64): u64 {
@@ -444,78 +344,55 @@ function vmaAddress(pgoff: u64, nr: u64): u64 {
 }
 
 /**
- * Job records (JOB_BYTES each), written by the host (src/walk/pvmw.ts):
- *   0 u32 root · 4 u32 key mode | hugetlb height << 8 | stop after the first match << 16 · 8 u32 flags
- *   16 f64 VMA start · 24 f64 VMA end · 32 f64 VMA pgoff
- *   40 f64 number (pfn key) or folio id (folio keys) · 48 f64 nr_pages (pfn key) or page index, −1 for none
- *   56 f64 pgoff (pfn key) · 64 f64 start address, −1 for vma_address
- * Match records (MATCH_BYTES): 0 u32 job · 4 u32 height | lock kind << 8 · 8 u32 flags · 12 u32 lock table
- *   16 f64 address · 24 u64 entry.
- * Counter records (COUNTER_BYTES): u32 reads at heights 0..4, memmap lookups, restarts, tables crossed,
- *   matches, status (0 walked, 1 -EFAULT: the key lies outside the VMA, no walk) · 40 f64 start address.
+ * Set up a walk (struct page_vma_mapped_walk's inputs): the mm's root, the VMA, the key (setKey in
+ * walk-match.ts: pfn-keyed number/nr_pages/pgoff, or folio and page), flags, and the start address (−1:
+ * vma_address of the key). False: -EFAULT, the key lies outside the VMA; no walk.
  */
-export const JOB_BYTES: u32 = 80;
-export const MATCH_BYTES: u32 = 32;
-export const COUNTER_BYTES: u32 = 48;
-
-function setup(job: usize): bool {
-  wRoot = <usize>load<u32>(job);
-  const info = load<u32>(job + 4);
-  kMode = info & 0xff;
-  vHuge = (info >> 8) & 0xff;
-  flags = load<u32>(job + 8);
-  vStart = <u64>load<f64>(job + 16);
-  vEnd = <u64>load<f64>(job + 24);
-  vPgoff = <u64>load<f64>(job + 32);
-  const number = load<f64>(job + 40);
-  const nrOrPage = load<f64>(job + 48);
-  if (kMode == KEY_PFN) {
-    kNumber = <u64>number;
-    kNr = <u64>nrOrPage;
-    kPgoff = <u64>load<f64>(job + 56);
-  } else {
-    // The walk holds the folio (and page), no pfn; `range` derives its numbers from the folio once.
-    kFolio = number;
-    kPage = nrOrPage;
-    const first = kPage >= 0 ? kPage : kFolio;
-    kNr = kPage >= 0 ? 1 : <u64>1 << folioOrder(kFolio);
-    kPgoff = <u64>folioIndex(kFolio) + <u64>(first - kFolio);
-    kNumber = <u64>numberOfIndex(first);
-    kNs = namespaceOfIndex(first);
-  }
-  const given = load<f64>(job + 64);
-  address = given >= 0 ? <u64>given : vmaAddress(kPgoff, kNr);
+export function walkInit(root: usize, start: u64, end: u64, pgoff: u64, hugeHeight: u32, fl: u32, given: f64): bool {
+  wRoot = root;
+  vStart = start;
+  vEnd = end;
+  vPgoff = pgoff;
+  vHuge = hugeHeight;
+  flags = fl;
+  address = given >= 0 ? <u64>given : vmaAddress(keyPgoff(), keyNr());
   pmdSlot = 0;
   pteSlot = 0;
   unlock();
   memory.fill(reads, 0, 4 * 5);
-  memory.fill(arrivals, 0, 4 * 8);
-  lookups = 0;
+  injectReset();
+  resetLookups();
   restarts = 0;
   crossed = 0;
   return address != u64.MAX_VALUE;
 }
 
-// --- one walk, step by step (callers that act between matches, like try_to_unmap_one) ------------------
-
-/** Start the walk of the job at `job` (the host checked it); its start address goes to `counters` + 40.
- *  False: -EFAULT, the key lies outside the VMA. */
-export function walkBegin(job: usize, counters: usize): bool {
-  const walked = setup(job);
-  store<f64>(counters + 40, walked ? <f64>address : -1);
-  return walked;
+/** Write the last match as a match record (walk-batch.ts) for job j at `m`. */
+export function writeMatch(m: usize, j: u32): void {
+  store<u32>(m, j);
+  store<u32>(m + 4, matchHeight | (lockKind << 8));
+  store<u32>(m + 8, flags);
+  store<u32>(m + 12, <u32>lockTable);
+  store<f64>(m + 16, <f64>address);
+  store<u64>(m + 24, matchEntry);
 }
 
-/** One call of page_vma_mapped_walk; on true the match is written at `out` (a match record, job 0). */
-export function walkNext(out: usize): bool {
-  if (!pageVmaMappedWalk()) return false;
-  store<u32>(out, 0);
-  store<u32>(out + 4, matchHeight | (lockKind << 8));
-  store<u32>(out + 8, flags);
-  store<u32>(out + 12, <u32>lockTable);
-  store<f64>(out + 16, <f64>address);
-  store<u64>(out + 24, matchEntry);
-  return true;
+/** Write the walk's counters (reads per height, lookups, restarts, crossed) at the start of a counter record. */
+export function writeCounters(c: usize): void {
+  memory.copy(c, reads, 4 * 5);
+  store<u32>(c + 20, lookups());
+  store<u32>(c + 24, restarts);
+  store<u32>(c + 28, crossed);
+}
+
+/** The walk's current address (the start address right after setup). */
+export function walkAddress(): f64 {
+  return <f64>address;
+}
+
+/** One call of page_vma_mapped_walk (for the drivers). */
+export function walkStep(): bool {
+  return pageVmaMappedWalk();
 }
 
 /** page_vma_mapped_walk_restart (§1.4): after the caller changed the tables, re-descend at the address. */
@@ -528,64 +405,4 @@ export function walkRestart(): void {
 /** page_vma_mapped_walk_done (§1.4), for a caller that stops before the walk returns false. */
 export function walkEnd(): void {
   walkDone();
-}
-
-/** The counters of the step-wise walk, written as a counter record at `out`. */
-export function walkCounters(out: usize): void {
-  memory.copy(out, reads, 4 * 5);
-  store<u32>(out + 20, lookups);
-  store<u32>(out + 24, restarts);
-  store<u32>(out + 28, crossed);
-}
-
-/**
- * Run jobs [0, nJobs) at `jobs`, writing every match at `out` (room for `cap`) and each job's counters at
- * `counters`. Returns the number of jobs completed: fewer than nJobs when the next job's matches did not fit
- * (its partial matches are dropped; run it again with fresh room). The total matches written go to the result
- * register. Folio keys must name folios (the host checks); E_NOFOLIO otherwise.
- */
-export function walkBatch(jobs: usize, nJobs: u32, out: usize, cap: u32, counters: usize): i32 {
-  let n: u32 = 0;
-  for (let j: u32 = 0; j < nJobs; j++) {
-    const job = jobs + <usize>j * JOB_BYTES;
-    const mode = load<u32>(job + 4) & 0xff;
-    if (mode != KEY_PFN && folioOf(load<f64>(job + 40)) != load<f64>(job + 40)) return fail(E_NOFOLIO, load<f64>(job + 40));
-    const c = counters + <usize>j * COUNTER_BYTES;
-    const stopFirst = (load<u32>(job + 4) & (1 << 16)) != 0;
-    let found: u32 = 0;
-    const walked = setup(job);
-    store<f64>(c + 40, walked ? <f64>address : -1);
-    if (walked) {
-      while (pageVmaMappedWalk()) {
-        if (n + found >= cap) {
-          walkDone();
-          setResult(<u64>n);
-          return <i32>j;
-        }
-        const m = out + <usize>(n + found) * MATCH_BYTES;
-        store<u32>(m, j);
-        store<u32>(m + 4, matchHeight | (lockKind << 8));
-        store<u32>(m + 8, flags);
-        store<u32>(m + 12, <u32>lockTable);
-        store<f64>(m + 16, <f64>address);
-        store<u64>(m + 24, matchEntry);
-        found++;
-        if (stopFirst) {
-          walkDone();
-          break;
-        }
-      }
-      store<u32>(c + 36, 0);
-    } else {
-      store<u32>(c + 36, 1);
-    }
-    memory.copy(c, reads, 4 * 5);
-    store<u32>(c + 20, lookups);
-    store<u32>(c + 24, restarts);
-    store<u32>(c + 28, crossed);
-    store<u32>(c + 32, found);
-    n += found;
-  }
-  setResult(<u64>n);
-  return <i32>nJobs;
 }
