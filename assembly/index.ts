@@ -24,7 +24,7 @@ export { tagSet, tagGet, tagChunkCount } from './tags';
 export {
   folioCreateRange, folioFree, folioOf, isFolio, folioOrder, folioFlags, folioMapping, folioIndex, entireMapcount,
   folioMapcount, pageMapcount, pageFlags, folioSetFlags, pageSetFlags, pageMapcountAdd, entireMapcountAdd, folioCount,
-  sectionCount, sectionBytes, recordBytes, memmapFixedBytes, folioStats,
+  sectionCount, sectionBytes, recordBytes, memmapFixedBytes, folioStats, nextFolio,
 } from './memmap';
 export { setSoftleafCode } from './softleaf';
 export { setRmapConfig, entryMappedIndex, firstUnfitPage } from './mapcount';

@@ -387,6 +387,22 @@ export function recordBytes(): f64 {
   return <f64>nRecChunks * <f64>(REC_CHUNK_FRAMES << 12);
 }
 
+/** The first folio head at or after global index g, or -1: walks the created sections. */
+export function nextFolio(gf: f64): f64 {
+  let g = <u64>gf;
+  while ((g >> SECTION_SHIFT) < (1 << 17)) {
+    const sec = sectionOf(g);
+    if (sec == 0) {
+      g = ((g >> SECTION_SHIFT) + 1) << SECTION_SHIFT;
+      continue;
+    }
+    const w = load<u32>(sec + (<usize>(g & (SECTION_PAGES - 1)) << 2));
+    if (w != 0 && !isTailWord(w)) return <f64>g;
+    g++;
+  }
+  return -1;
+}
+
 /** Histogram of folios by order (out[0..18], u32) and by flags: out[19 + bit − 9] counts folios with folio
  *  flag bit (9..19) set. Scans the created sections. */
 export function folioStats(out: usize): void {

@@ -12,6 +12,7 @@ export {
   type RawEntry, type PresentBits, type SoftleafSpec,
 } from './model/entry.js';
 export { decodeEntry, type DecodedEntry, type Namespace } from './model/decode.js';
+export { checkInvariants, type InvariantReport, type InvariantProblem } from './model/invariants.js';
 export { PvmwError, type PvmwErrorCode } from './errors.js';
 export {
   pageVmaMappedWalk, pageMappedInVma, walkBatch, prepareBatch, runBatch, openWalk,

@@ -120,11 +120,13 @@ function stillWorks(w: World): void {
 }
 
 
-/** The error, then proof that nothing changed and that the engine still works. */
+/** The error, then proof that nothing changed (the invariant checker passes, issue 4) and that the engine
+ *  still works. */
 function rejects(w: World, f: () => unknown, code: PvmwErrorCode, ...inMessage: string[]): void {
   const before = snap(w);
   expectPvmwError(f, code, ...inMessage);
   expect(snap(w)).toEqual(before);
+  expect(w.e.checkInvariants().problems).toEqual([]);
   stillWorks(w);
 }
 

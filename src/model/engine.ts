@@ -7,6 +7,7 @@ import { Mm, type EngineContext } from './mm.js';
 import { PhysMem, NS_CODE, type MemoryRange } from './physmem.js';
 import { resolveSettings, type EngineOptions, type EngineSettings } from './settings.js';
 import { softleafCodes, softleafTable, type SoftleafTable } from './softleaf.js';
+import { checkInvariants, type InvariantReport } from './invariants.js';
 
 export type MmId = number;
 
@@ -162,6 +163,11 @@ export class Engine {
       hugetlb: flag(11),
       devicePrivate: flag(17),
     };
+  }
+
+  /** Recompute every mapping from the page tables and check the engine's state against it (invariants.ts). */
+  checkInvariants(limit?: number): InvariantReport {
+    return checkInvariants(this, limit);
   }
 
   /** The engine's WebAssembly instance, for the layers that drive it in bulk (the walk). @internal */

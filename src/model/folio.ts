@@ -225,6 +225,12 @@ export class Folios {
     };
   }
 
+  /** Every live folio's id, in memmap order. */
+  *all(): Generator<FolioId> {
+    const x = this.wasm.exports;
+    for (let g = x.nextFolio(0); g >= 0; g = x.nextFolio(g + 1)) yield g;
+  }
+
   /** Free a folio that nothing maps. */
   free(id: FolioId): void {
     const f = this.info(id);

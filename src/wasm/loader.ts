@@ -65,6 +65,7 @@ export interface WasmExports {
   recordBytes(): number;
   memmapFixedBytes(): number;
   folioStats(out: number): void;
+  nextFolio(g: number): number;
   setSoftleafCode(type: number, code: number): void;
   setRmapConfig(deviceNamespace: number, deviceExclusiveMaps: number, swpPfnBits: number): void;
   entryMappedIndex(entryLo: number, entryHi: number, height: number): number;
