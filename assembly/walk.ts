@@ -149,32 +149,32 @@ function checkPmd(e: u64): bool {
 
 // --- map_pte (§1.4) --------------------------------------------------------------------------------------
 
+/** Map the PTE table under pmdSlot: remember the PMD value and the table (whose lock map_pte takes) and point
+ *  pteSlot at address. False, with pteSlot 0, if the PMD no longer points to a table. */
+function mapTable(): bool {
+  const e = read(pmdSlot, 1);
+  if (!isTable(e, 1)) {
+    pteSlot = 0;
+    return false;
+  }
+  pmdval = e;
+  pendingTable = <usize>(e & PTE_PFN_MASK);
+  pteSlot = slotOf(pendingTable, address, 0);
+  return true;
+}
+
 /** map_pte: true with pteSlot set (and the lock held); false with pteSlot 0 (no table) or set (no lock). */
 function mapPte(): bool {
   arrive_(INJ_MAP_PTE);
   if ((flags & PVMW_SYNC) != 0) {
     // pte_offset_map_lock: map and lock in one step.
-    const e = read(pmdSlot, 1);
-    if (!isTable(e, 1)) {
-      pteSlot = 0;
-      return false;
-    }
-    pmdval = e;
-    pendingTable = <usize>(e & PTE_PFN_MASK);
-    pteSlot = slotOf(pendingTable, address, 0);
+    if (!mapTable()) return false;
     lock(LOCK_PTE, pendingTable);
     return true;
   }
   while (true) {
     // pte_offset_map_rw_nolock: remember the PMD value and the lock.
-    const e = read(pmdSlot, 1);
-    if (!isTable(e, 1)) {
-      pteSlot = 0;
-      return false;
-    }
-    pmdval = e;
-    pendingTable = <usize>(e & PTE_PFN_MASK);
-    pteSlot = slotOf(pendingTable, address, 0);
+    if (!mapTable()) return false;
     const pte = read(pteSlot, 0);
     if (pteNone(pte)) return false;
     if (ptePresent(pte)) {
