@@ -6,14 +6,11 @@
 // mapcount. Installing adds, clearing subtracts: one decision for both.
 
 import { ptePresent, pteNone, pmdPresent, leafPfn, swpType, swpOffset } from './entry';
-import { softleafCode } from './softleaf';
+import { softleafCode, SL_DP_WRITE, SL_DP_READ, SL_DEV_EXCL } from './softleaf';
 import { folioOf, folioOrder, folioFlags, folioMapping, folioIndex, pageMapcountAdd, entireMapcountAdd } from './memmap';
 import { indexOf } from './ranges';
 
 /** Softleaf codes (src/model/softleaf.ts SOFTLEAF_CODE). */
-export const SL_DEVICE_PRIVATE_WRITE: u32 = 6;
-export const SL_DEVICE_PRIVATE_READ: u32 = 7;
-export const SL_DEVICE_EXCLUSIVE: u32 = 8;
 export const NS_PFN: u32 = 0;
 export const NS_DEVICE_PRIVATE: u32 = 1;
 const PAGE_SPECIAL: u64 = 1 << 9;
@@ -49,8 +46,8 @@ export function mappedIndex(e: u64, h: u32): f64 {
   }
   const code = softleafCode(swpType(e));
   const number = <f64>(swpOffset(e) & swpPfnMask);
-  if (code == SL_DEVICE_PRIVATE_WRITE || code == SL_DEVICE_PRIVATE_READ) return indexOf(deviceNs, number);
-  if (code == SL_DEVICE_EXCLUSIVE && exclusiveMaps) return indexOf(NS_PFN, number);
+  if (code == SL_DP_WRITE || code == SL_DP_READ) return indexOf(deviceNs, number);
+  if (code == SL_DEV_EXCL && exclusiveMaps) return indexOf(NS_PFN, number);
   return -1;
 }
 

@@ -12,7 +12,7 @@ import {
 import { account, NS_PFN, swpPfnMaskValue } from './mapcount';
 import { folioFlags, folioOf } from './memmap';
 import { indexOf } from './ranges';
-import { softleafCode } from './softleaf';
+import { softleafCode, isRamMigrationCode, isDevicePrivateCode } from './softleaf';
 import { OK, E_CONFLICT, E_NOMEM, fail } from './status';
 import { newTable, dropTable, rootHeight, slotOf, tableOf } from './pagetable';
 
@@ -64,10 +64,10 @@ function splitKind(e: u64): i32 {
   }
   if (visible) return SPLIT_NONE; // not swap format
   const code = softleafCode(swpType(e));
-  // Migration entries (src/model/softleaf.ts SOFTLEAF_CODE 3..5) name RAM pfns; a hugetlb one stays whole.
-  if (code >= 3 && code <= 5) return hugetlbPfn(swpOffset(e) & swpPfnMaskValue()) ? SPLIT_NONE : SPLIT_SOFTLEAF;
-  // Device-private entries (6, 7) and the series' device-private migration entries (9..11).
-  if (code == 6 || code == 7 || (code >= 9 && code <= 11)) return SPLIT_SOFTLEAF;
+  // Ordinary migration entries name RAM pfns; a hugetlb one stays whole.
+  if (isRamMigrationCode(code)) return hugetlbPfn(swpOffset(e) & swpPfnMaskValue()) ? SPLIT_NONE : SPLIT_SOFTLEAF;
+  // Device-private entries and the series' device-private migration entries.
+  if (isDevicePrivateCode(code)) return SPLIT_SOFTLEAF;
   return SPLIT_NONE;
 }
 

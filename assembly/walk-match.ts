@@ -5,6 +5,7 @@
 import { folioOf, folioOrder, folioIndex } from './memmap';
 import { indexOf, numberOfIndex, namespaceOfIndex } from './ranges';
 import { deviceNamespace, NS_PFN } from './mapcount';
+import { isDevicePrivateCode } from './softleaf';
 
 export const PVMW_DEVICE_PRIVATE: u32 = 1 << 2;
 
@@ -23,15 +24,6 @@ export const KEY_FOLIO_IDENTITY: u32 = 2;
 export function semanticsIs(s: u32): bool {
   return semantics == s;
 }
-
-// Softleaf codes (src/model/softleaf.ts SOFTLEAF_CODE).
-export const SL_MIG_READ: u32 = 3;
-export const SL_MIG_WRITE: u32 = 5;
-export const SL_DP_WRITE: u32 = 6;
-export const SL_DP_READ: u32 = 7;
-export const SL_DEV_EXCL: u32 = 8;
-export const SL_MIG_DP_READ: u32 = 9;
-export const SL_MIG_DP_WRITE: u32 = 11;
 
 /** pfn key: its number; range key: the folio's first number (or the page's). */
 let kMode: u32 = KEY_PFN;
@@ -99,12 +91,7 @@ export function keyMatches(flags: u32, ns: u32, number: u64, pages: u64, deviceP
   return kPage < 0 || (kPage >= g && kPage < g + <f64>pages);
 }
 
-@inline export function isDevicePrivateCode(c: u32): bool {
-  return c == SL_DP_WRITE || c == SL_DP_READ || (c >= SL_MIG_DP_READ && c <= SL_MIG_DP_WRITE);
-}
-@inline export function isMigrationCode(c: u32): bool {
-  return (c >= SL_MIG_READ && c <= SL_MIG_WRITE) || (c >= SL_MIG_DP_READ && c <= SL_MIG_DP_WRITE);
-}
+/** The namespace of a pfn-carrying softleaf's number (spec §4.4). */
 @inline export function nsOfCode(c: u32): u32 {
-  return c == SL_DP_WRITE || c == SL_DP_READ || (c >= SL_MIG_DP_READ && c <= SL_MIG_DP_WRITE) ? deviceNamespace() : NS_PFN;
+  return isDevicePrivateCode(c) ? deviceNamespace() : NS_PFN;
 }

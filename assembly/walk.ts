@@ -5,12 +5,11 @@
 // independently from the spec; tests compare the two.
 
 import { isTable, pteNone, ptePresent, pmdPresent, pmdLeaf, leafPfn, swpType, swpOffset, PTE_PFN_MASK } from './entry';
-import { softleafCode } from './softleaf';
+import { softleafCode, isDevicePrivateCode, isMigrationCode, SL_DP_WRITE, SL_DP_READ, SL_DEV_EXCL } from './softleaf';
 import { rootHeight, slotOf } from './pagetable';
 import { swpPfnMaskValue, NS_PFN } from './mapcount';
 import {
-  keyMatches, keyNr, keyPgoff, lookups, resetLookups, semanticsIs, isDevicePrivateCode, isMigrationCode, nsOfCode,
-  SEM_V6_14, SL_DP_WRITE, SL_DP_READ, SL_DEV_EXCL,
+  keyMatches, keyNr, keyPgoff, lookups, resetLookups, semanticsIs, nsOfCode, SEM_V6_14,
 } from './walk-match';
 import { arrive, injectReset, INJ_HUGE_READ, INJ_DEVICE_READ, INJ_MAP_PTE, INJ_MAP_PTE_LOCK, INJ_NEXT_PTE_LOCK } from './walk-inject';
 
