@@ -24,10 +24,11 @@ export { tagSet, tagGet, tagChunkCount } from './tags';
 export {
   folioCreateRange, folioFree, folioOf, isFolio, folioOrder, folioFlags, folioMapping, folioIndex, entireMapcount,
   folioMapcount, pageMapcount, pageFlags, folioSetFlags, pageSetFlags, pageMapcountAdd, entireMapcountAdd, folioCount,
-  sectionCount, sectionBytes, recordBytes, memmapFixedBytes, folioStats, nextFolio,
+  folioSetMapping, sectionCount, sectionBytes, recordBytes, memmapFixedBytes, folioStats, nextFolio,
 } from './memmap';
 export { setSoftleafCode } from './softleaf';
-export { setRmapConfig, entryMappedIndex, firstUnfitPage } from './mapcount';
+export { setRmapConfig, entryMappedIndex, firstUnfitPage, firstOtherAnonVma } from './mapcount';
+export { ptScan, ptSetBatch } from './pte-batch';
 export { codecLeaf, codecLeafPfn, codecSwp, codecSwpType, codecSwpOffset, codecClassify } from './codec';
 export { ptSplitPmd, ptFreePteTable, ptReplacePteTable } from './split';
 export { bufferAlloc } from './frames';

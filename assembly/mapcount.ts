@@ -94,3 +94,22 @@ export function firstUnfitPage(gf: f64, n: f64, forbidFlags: u32, checkRmap: boo
 export function entryMappedIndex(lo: u32, hi: u32, h: u32): f64 {
   return mappedIndex((<u64>hi << 32) | <u64>lo, h);
 }
+
+/**
+ * First page in [g, g + n) whose folio is anon, not KSM, and has a mapping (anon_vma id) other than `mapping`,
+ * or -1. The host runs it to learn the anon_vmas of the folios it is about to map, one distinct id per call.
+ */
+export function firstOtherAnonVma(gf: f64, n: f64, mapping: u32): f64 {
+  let i: f64 = 0;
+  while (i < n) {
+    const head = folioOf(gf + i);
+    if (head < 0) {
+      i += 1;
+      continue;
+    }
+    const flags = folioFlags(head);
+    if ((flags & (FOLIO_ANON | FOLIO_KSM)) == FOLIO_ANON && folioMapping(head) != mapping) return gf + i;
+    i = head + <f64>(<u64>1 << folioOrder(head)) - gf;
+  }
+  return -1;
+}

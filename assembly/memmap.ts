@@ -320,6 +320,14 @@ export function pageFlags(gf: f64): u32 {
   return ((w & W_ANON_EXCLUSIVE) != 0 ? PG_ANON_EXCLUSIVE : 0) | ((w & W_HWPOISON) != 0 ? PG_HWPOISON : 0);
 }
 
+/** Set folio->mapping and folio->index (an anon_vma, stable node or file id; the page index). */
+export function folioSetMapping(gf: f64, mapping: u32, indexf: f64): void {
+  const r = recOf(<u64>gf);
+  const index = <u64>indexf;
+  store<u32>(r, mapping);
+  store<u32>(r + 4, <u32>index);
+  store<u32>(r + 8, (load<u32>(r + 8) & ((1 << INDEX_HI_SHIFT) - 1)) | (<u32>(index >> 32) << INDEX_HI_SHIFT));
+}
 /** Set and clear folio flags (only FOLIO_FLAGS_MASK bits) of the folio whose head is g. */
 export function folioSetFlags(gf: f64, set: u32, clear: u32): void {
   const p = recOf(<u64>gf) + 8;

@@ -145,7 +145,7 @@ function planSet(root: usize, start: u64, end: u64, h: u32, mustBeNone: bool): i
 }
 
 /** The table at height h covering va, creating missing tables (the caller reserved the frames). */
-function tableFor(root: usize, va: u64, h: u32): usize {
+export function tableFor(root: usize, va: u64, h: u32): usize {
   let table = root;
   for (let k = rootHeight(); k > h; k--) {
     const slot = slotOf(table, va, k);

@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import { PvmwError, type PvmwErrorCode } from '../src/errors.js';
 import { PAGE_SIZE, PMD_SIZE, PUD_SIZE, geometry } from '../src/model/geometry.js';
 import {
+  DEFAULT_VMA_FLAGS,
   EFAULT,
   VmaSet,
   linearPageIndex,
@@ -27,7 +28,8 @@ function vma(start: number, end: number, pgoff: number, file: number | null = 7)
     pgoff,
     file,
     anon: file === null,
-    flags: { read: true, write: true, exec: false, shared: false, locked: false, thp: true, hugetlb: null },
+    flags: { ...DEFAULT_VMA_FLAGS, thp: true },
+    mm: 0,
   };
 }
 
@@ -181,7 +183,7 @@ describe('§1.3 / §6.1 VmaSet', () => {
     expect(anon.pgoff).toBe(0x7f12_3456_7);
     expect(anon.anon).toBe(true);
     expect(anon.file).toBe(null);
-    expect(anon.flags).toEqual({ read: true, write: true, exec: false, shared: false, locked: false, thp: false, hugetlb: null });
+    expect(anon.flags).toEqual({ read: true, write: true, exec: false, shared: false, locked: false, thp: false, hugetlb: null, mayWrite: true, dontcopy: false, wipeonfork: false, mergeable: false });
     const file = s.insert({ start: 0x1000, end: 0x3000, file: 0, flags: { shared: true, thp: true } }, G4);
     expect(file.pgoff).toBe(0);
     expect(file.anon).toBe(false);

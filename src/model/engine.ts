@@ -8,6 +8,7 @@ import { PhysMem, NS_CODE, type MemoryRange } from './physmem.js';
 import { resolveSettings, type EngineOptions, type EngineSettings } from './settings.js';
 import { softleafCodes, softleafTable, type SoftleafTable } from './softleaf.js';
 import { checkInvariants, type InvariantReport } from './invariants.js';
+import { RmapState } from '../rmap/rmap-state.js';
 
 export type MmId = number;
 
@@ -49,8 +50,11 @@ export class Engine {
   readonly memory: PhysMem;
   private readonly wasm: WasmInstance;
   private readonly ctx: EngineContext;
+  /** anon_vmas, i_mmap trees and KSM stable nodes (spec §6.1). */
+  readonly rmap = new RmapState();
   private readonly mms = new Map<MmId, Mm>();
   private nextMm = 1;
+  private nextVma = 1;
 
   constructor(options: EngineOptions = {}) {
     this.settings = resolveSettings(options);
@@ -66,7 +70,10 @@ export class Engine {
     x.setWalkSemantics({ newest: 0, series: 1, 'v6.14': 2 }[this.settings.semantics]);
     this.memory = new PhysMem(this.wasm, this.settings, this.geometry);
     this.folios = new Folios(this.wasm, this.memory);
-    this.ctx = { geo: this.geometry, decode: this.decodeContext, wasm: this.wasm, mem: this.memory, folios: this.folios };
+    this.ctx = {
+      geo: this.geometry, decode: this.decodeContext, wasm: this.wasm, mem: this.memory, folios: this.folios,
+      rmap: this.rmap, nextVmaId: () => this.nextVma++,
+    };
   }
 
   // --- address spaces ---------------------------------------------------------------------------------

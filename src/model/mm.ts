@@ -7,6 +7,7 @@ import { checkRange, LEAF_LEVELS, leafLevel, PAGE_SIZE, type Geometry, type Leaf
 import type { PhysMem } from './physmem.js';
 import { isDevicePrivateKind, isMigration, type SoftleafKind } from './softleaf.js';
 import { VmaSet, linearPageIndex, type Vma, type VmaSpec } from './vma.js';
+import type { RmapState } from '../rmap/rmap-state.js';
 
 /** What the engine shares with each of its address spaces. */
 export interface EngineContext {
@@ -15,6 +16,9 @@ export interface EngineContext {
   wasm: WasmInstance;
   mem: PhysMem;
   folios: Folios;
+  rmap: RmapState;
+  /** Engine-wide VMA ids (rmap trees hold VMAs of many mms). */
+  nextVmaId: () => number;
 }
 
 /** A present leaf: the pfn and any of its §3.2 bits. */
@@ -62,13 +66,14 @@ export function levelOfHeight(geo: Geometry, h: number): LevelName {
  * check runs before anything changes.
  */
 export class Mm {
-  readonly vmas = new VmaSet();
+  readonly vmas: VmaSet;
   private rootAddr: number;
 
   constructor(
     readonly id: number,
     private readonly ctx: EngineContext,
   ) {
+    this.vmas = new VmaSet(ctx.nextVmaId, id);
     const root = ctx.wasm.exports.ptAllocRoot();
     if (root === 0) throw new PvmwError('MEMORY_LIMIT', `no memory left for the page tables of mm ${id}`);
     this.rootAddr = root;
@@ -95,15 +100,25 @@ export class Mm {
     return { lo: u32[i] >>> 0, hi: u32[i + 1] >>> 0 };
   }
 
+  /** Add a VMA (a file VMA goes into its file's i_mmap tree). */
   addVma(spec: VmaSpec): Vma {
     void this.root;
-    return this.vmas.insert(spec, this.ctx.geo);
+    const vma = this.vmas.insert(spec, this.ctx.geo);
+    this.ctx.rmap.iMmap.insert(vma);
+    return vma;
   }
 
-  /** Remove a VMA together with every entry inside it (mapcounts follow). */
+  /** Remove a VMA together with every entry inside it (mapcounts follow) and its rmap links. */
   removeVma(vma: Vma): void {
     this.clear(vma.start, vma.end);
-    this.vmas.remove(vma);
+    this.detachVma(vma);
+  }
+
+  /** Take a VMA out of the mm and the rmap trees, leaving the page tables alone (the caller zapped them). */
+  detachVma(vma: Vma): void {
+    if (!this.vmas.remove(vma)) return;
+    this.ctx.rmap.anon.unlink(vma);
+    this.ctx.rmap.iMmap.remove(vma);
   }
 
   /** Install `count` entries from `addr`, which must all be none. */
@@ -134,7 +149,7 @@ export class Mm {
     this.checkLeafKind(vma, level, first);
     const step = count > 1 ? this.encode(level, entry, stride) : first;
     const stepRaw = rawFromBigInt((rawToBigInt(step) - rawToBigInt(first)) & 0xffff_ffff_ffff_ffffn);
-    this.checkTargets(vma, addr, level, first, count, stride);
+    const anonVmas = this.checkTargets(vma, addr, level, first, count, stride);
 
     const x = wasm.exports;
     const st = x.ptSetRange(root, addr, HEIGHT[level], count, first.lo, first.hi, stepRaw.lo, stepRaw.hi, 1);
@@ -142,6 +157,7 @@ export class Mm {
     if (st === -1) throw new PvmwError('MEMORY_LIMIT', `installing ${count} ${level} entries at ${hex(addr)} would pass the engine's memory ceiling`);
     if (st !== 0) throw new PvmwError('INTERNAL', `ptSetRange returned ${st}`);
     x.ptAccountRange(root, addr, end);
+    for (const id of anonVmas) this.ctx.rmap.anon.adopt(vma, id);
   }
 
   /** Clear every entry mapping [start, end); returns how many were cleared. */
@@ -256,9 +272,10 @@ export class Mm {
     return { tables, leaves: { pte: u32[(out >>> 2) + 5], pmd: u32[(out >>> 2) + 6], pud: u32[(out >>> 2) + 7] } };
   }
 
-  /** Tear down: clear every entry (mapcounts follow) and free all tables. */
+  /** Tear down: clear every entry (mapcounts follow), unlink every VMA from rmap and free all tables. */
   free(): void {
     const root = this.root;
+    for (const v of this.vmas.all()) this.detachVma(v);
     const x = this.ctx.wasm.exports;
     x.ptClearRange(root, 0, this.ctx.geo.taskSize, 1);
     x.ptFreeRoot(root);
@@ -319,11 +336,12 @@ export class Mm {
    * The numbers the entries name must be in memory of the right kind; entries that name folio pages must name
    * pages of folios, and mappings and migration entries must name folios rmap can find from this VMA
    * (anon or the same file, and folio index + page = linear page index: kernel-operations.md §0.3).
+   * Returns the anon_vma ids of the anon folios named, which the VMA is then linked to (AnonVmas.adopt).
    */
-  private checkTargets(vma: Vma, addr: number, level: LeafLevel, first: RawEntry, count: number, stride: number): void {
+  private checkTargets(vma: Vma, addr: number, level: LeafLevel, first: RawEntry, count: number, stride: number): number[] {
     const { decode, mem, wasm } = this.ctx;
     const d = decodeEntry(first, level, decode);
-    if (d.kind === 'swap' || d.kind === 'marker' || d.namespace === null || d.number === null) return;
+    if (d.kind === 'swap' || d.kind === 'marker' || d.namespace === null || d.number === null) return [];
     const pages = (count - 1) * stride + LEAF_PAGES[level];
     const range = mem.require(d.namespace, d.number, pages);
     const kind = d.kind as SoftleafKind | 'present';
@@ -338,7 +356,7 @@ export class Mm {
       // With the series' types, a device page's migration entry is a device-private migration entry (§4.3 patch 9).
       throw new PvmwError('BAD_ENTRY', `${kind} entry names device-private page ${hex(d.number)}: with series semantics that takes a migration-device-private entry`);
     }
-    if (kind === 'present' && d.present?.special) return; // pte_special: no struct page behind it
+    if (kind === 'present' && d.present?.special) return []; // pte_special: no struct page behind it
     const x = wasm.exports;
     const g0 = range.start + (d.number - range.base);
     const forbid = level === 'pte' ? FOLIO_FLAG.hugetlb : 0;
@@ -356,7 +374,16 @@ export class Mm {
         : `its page index ${hex(f.index + (bad - f.id))} is not the linear page index ${hex(lpi + (bad - g0))} of ${hex(at)}`;
       throw new PvmwError('BAD_ENTRY', `${what} cannot be mapped at ${hex(at)}: rmap would not find it there (${why})`);
     }
-    if (level === 'pte') return;
+    const anonVmas: number[] = [];
+    if (vma.anon && kind !== 'hwpoison') {
+      // One call per run of folios with the same anon_vma.
+      let cur = 0xffff_ffff;
+      for (let g = x.firstOtherAnonVma(g0, pages, cur); g >= 0; g = x.firstOtherAnonVma(g, g0 + pages - g, cur)) {
+        cur = x.folioMapping(x.folioOf(g)) >>> 0;
+        if (!anonVmas.includes(cur)) anonVmas.push(cur);
+      }
+    }
+    if (level === 'pte') return anonVmas;
     const order = level === 'pmd' ? 9 : 18;
     const hugetlbVma = vma.flags.hugetlb !== null;
     for (let i = 0; i < count; i++) {
@@ -370,6 +397,7 @@ export class Mm {
           : `hugetlb folio ${hex(d.number + i * stride)} can only be mapped in a hugetlb VMA`);
       }
     }
+    return anonVmas;
   }
 
   private conflict(what: string, at: number, height: number): PvmwError {

@@ -23,6 +23,14 @@ export interface VmaFlags {
   thp: boolean;
   /** A hugetlb VMA and its huge page size, or null. */
   hugetlb: null | '2M' | '1G';
+  /** VM_MAYWRITE: write may be granted by mprotect (false for a read-only open file mapped shared). */
+  mayWrite: boolean;
+  /** VM_DONTCOPY (MADV_DONTFORK): fork leaves a hole. */
+  dontcopy: boolean;
+  /** VM_WIPEONFORK (MADV_WIPEONFORK): the child gets fresh anonymous memory. */
+  wipeonfork: boolean;
+  /** VM_MERGEABLE (MADV_MERGEABLE): KSM scans it. */
+  mergeable: boolean;
 }
 
 /** What a caller asks for; `VmaSet.insert` validates it and fills in defaults. */
@@ -49,6 +57,8 @@ export interface Vma {
   file: number | null;
   /** file === null (vma_is_anonymous). */
   anon: boolean;
+  /** The mm the VMA belongs to (vm_mm). */
+  readonly mm: number;
 }
 
 /** -EFAULT, as `vma_address` returns it (spec §1.3). */
@@ -65,9 +75,13 @@ export const DEFAULT_VMA_FLAGS: Readonly<VmaFlags> = Object.freeze({
   locked: false,
   thp: false,
   hugetlb: null,
+  mayWrite: true,
+  dontcopy: false,
+  wipeonfork: false,
+  mergeable: false,
 });
 
-const BOOL_FLAGS = ['read', 'write', 'exec', 'shared', 'locked', 'thp'] as const;
+const BOOL_FLAGS = ['read', 'write', 'exec', 'shared', 'locked', 'thp', 'mayWrite', 'dontcopy', 'wipeonfork', 'mergeable'] as const;
 const HUGETLB_SIZE = { '2M': PMD_SIZE, '1G': PUD_SIZE } as const;
 
 /** Pages in a VMA ((vm_end − vm_start) / 4096; vma_pages). */
@@ -126,8 +140,11 @@ export class VmaSet {
   private counter = 1;
   private readonly nextId: () => number;
 
-  /** @param nextId source of VMA ids (e.g. an engine-wide counter); default: the set's own counter 1, 2, … */
-  constructor(nextId?: () => number) {
+  /**
+   * @param nextId source of VMA ids (e.g. an engine-wide counter); default: the set's own counter 1, 2, …
+   * @param mmId the owning mm's id, recorded in every VMA (vm_mm)
+   */
+  constructor(nextId?: () => number, readonly mmId = 0) {
     this.nextId = nextId ?? (() => this.counter++);
   }
 
@@ -230,7 +247,7 @@ export class VmaSet {
     if (!Number.isSafeInteger(id) || this.ids.has(id)) {
       throw new PvmwError('INTERNAL', `VMA id ${String(id)} is not a whole number or is already in use`);
     }
-    const vma: Vma = { id, start, end, pgoff, flags, file, anon: file === null };
+    const vma: Vma = { id, start, end, pgoff, flags, file, anon: file === null, mm: this.mmId };
     this.vmas = [...this.vmas.slice(0, at), vma, ...this.vmas.slice(at)];
     this.ids.add(id);
     return vma;

@@ -35,6 +35,10 @@ export interface WasmExports {
   walkEnd(): void;
   walkCounters(out: number): void;
   ptSplitPmd(root: number, va: number): number;
+  ptScan(root: number, start: number, end: number, buf: number, cap: number): number;
+  ptSetBatch(root: number, buf: number, n: number, accountMappings: number): number;
+  folioSetMapping(g: number, mapping: number, index: number): void;
+  firstOtherAnonVma(g: number, n: number, mapping: number): number;
   ptFreePteTable(root: number, va: number): number;
   ptReplacePteTable(root: number, va: number): number;
   rangeAdd(ns: number, kind: number, base: number, pages: number): number;
