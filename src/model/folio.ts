@@ -238,6 +238,33 @@ export class Folios {
     this.wasm.exports.folioFree(id);
   }
 
+  /** Set or clear AnonExclusive on `count` pages of a folio from page `page` (kernel-operations.md §0.3). */
+  setAnonExclusive(id: FolioId, page: number, count: number, on: boolean): void {
+    this.require(id);
+    this.wasm.exports.pageSetFlags(id + page, count, on ? PG_ANON_EXCLUSIVE : 0, on ? 0 : PG_ANON_EXCLUSIVE);
+  }
+
+  /** Set and clear settable folio flags. */
+  setFlags(id: FolioId, flags: Partial<Record<FolioFlagName, boolean>>): void {
+    this.require(id);
+    let set = 0;
+    let clear = 0;
+    for (const [k, v] of Object.entries(flags)) {
+      if (!SETTABLE.includes(k as FolioFlagName)) throw new PvmwError('BAD_SETTING', `unknown folio flag ${JSON.stringify(k)}`);
+      if (v) set |= FOLIO_FLAG[k as FolioFlagName];
+      else clear |= FOLIO_FLAG[k as FolioFlagName];
+    }
+    this.wasm.exports.folioSetFlags(id, set, clear);
+  }
+
+  /** Set folio->mapping (an anon_vma id, a KSM stable node id, or for file folios the file id) and folio->index. */
+  setMapping(id: FolioId, mapping: number, index: number): void {
+    this.require(id);
+    wholeIn('mapping', mapping, MAPPING_LIMIT);
+    wholeIn('index', index, INDEX_LIMIT);
+    this.wasm.exports.folioSetMapping(id, mapping, index);
+  }
+
   /** Set the content tag (D8) of `count` pages of a folio from page `page`. */
   setTag(id: FolioId, page: number, count: number, tag: number): void {
     const f = this.info(id);

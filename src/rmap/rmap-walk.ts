@@ -1,0 +1,134 @@
+import { PvmwError, hex } from '../errors.js';
+import type { Engine } from '../model/engine.js';
+import type { FolioId, FolioInfo } from '../model/folio.js';
+import type { Mm } from '../model/mm.js';
+import { EFAULT, vmaAddress, type Vma } from '../model/vma.js';
+import { walkBatch, type WalkRequest } from '../walk/pvmw.js';
+import { PVMW_DEVICE_PRIVATE, type WalkKey, type WalkMatch } from '../walk/types.js';
+import type { LeafLevel } from '../model/geometry.js';
+
+/**
+ * rmap_walk (spec §6.2, §6.3; kernel-operations.md §8.4): find every VMA that may map a folio from its
+ * anon_vma's AVC tree, its file's i_mmap tree or its KSM stable node, then run page_vma_mapped_walk for every
+ * (folio, VMA) candidate of a whole batch of folios in one WebAssembly call, and hand each candidate's matches
+ * to the caller's rmap_one. Candidates come in interval-tree order (D6).
+ *
+ * The walks of a batch run before any rmap_one acts: an action on one candidate cannot change what another
+ * finds, as no two candidates share a page table range (VMAs of one mm never overlap).
+ */
+
+/** Which walk interface the callers use (decisions.md D2); every one gives the same matches. */
+export type WalkInterface = 'pfn' | 'folio-range' | 'folio-identity';
+
+export interface RmapCandidate {
+  folio: FolioId;
+  mm: Mm;
+  vma: Vma;
+  /** vma_address of the folio (or the rmap_item's address for KSM). */
+  address: number;
+}
+
+export interface RmapWalkControl {
+  /** Walk flags (PVMW_SYNC, PVMW_MIGRATION); PVMW_DEVICE_PRIVATE is added for device folios as the series does. */
+  flags?: number;
+  interface?: WalkInterface;
+  /** Skip a VMA (invalid_vma). */
+  invalidVma?(vma: Vma, mm: Mm): boolean;
+  /** Per candidate, with its walk's matches in address order; false stops the folio's walk (rmap_one). */
+  rmapOne(c: RmapCandidate, matches: WalkMatch[]): boolean;
+  /** Checked after each rmap_one; true stops the folio's walk (done). */
+  done?(folio: FolioId): boolean;
+}
+
+/** Candidate VMAs of one folio, in the order rmap_walk visits them. */
+export function rmapCandidates(engine: Engine, folio: FolioId): RmapCandidate[] {
+  const f = engine.folio(folio);
+  if (f.flags.ksm) return ksmCandidates(engine, f);
+  const out: RmapCandidate[] = [];
+  const first = f.index;
+  const last = f.index + f.nrPages - 1;
+  const push = (vma: Vma) => {
+    const address = vmaAddress(vma, f.index, f.nrPages);
+    if (address === EFAULT) return;
+    out.push({ folio, mm: engine.mm(vma.mm), vma, address });
+  };
+  if (f.anon) {
+    const av = f.anonVma !== null ? engine.rmap.anon.get(f.anonVma) : undefined;
+    if (av) for (const avc of engine.rmap.anon.query(av, first, last)) push(avc.vma);
+  } else if (f.file !== null) {
+    for (const vma of engine.rmap.iMmap.query(f.file, first, last)) push(vma);
+  }
+  return out;
+}
+
+/** rmap_walk_ksm (kernel-operations.md §8.4): per rmap_item, its mm's VMAs first, then forked mms'. */
+function ksmCandidates(engine: Engine, f: FolioInfo): RmapCandidate[] {
+  const node = f.anonVma !== null ? engine.rmap.ksm.get(f.anonVma) : undefined;
+  if (!node) return [];
+  const out: RmapCandidate[] = [];
+  for (const item of node.items) {
+    for (const sameMm of [true, false]) {
+      for (const avc of item.anonVma.tree.all()) {
+        const vma = avc.vma;
+        if ((vma.mm === item.mm) !== sameMm) continue;
+        if (item.address < vma.start || item.address >= vma.end) continue;
+        out.push({ folio: f.id, mm: engine.mm(vma.mm), vma, address: item.address });
+      }
+    }
+  }
+  return out;
+}
+
+/** The walk key of a folio for an interface (DEFINE_FOLIO_VMA_WALK, or the folio-keyed proposal of D2). */
+export function folioWalkKey(engine: Engine, f: FolioInfo, flags: number, iface: WalkInterface): WalkKey {
+  if (iface !== 'pfn') return { kind: 'folio', folio: f.id, strategy: iface === 'folio-range' ? 'range' : 'identity', flags };
+  const dp = f.devicePrivate && engine.settings.semantics === 'series' ? PVMW_DEVICE_PRIVATE : 0;
+  const ksm = f.flags.ksm;
+  return { kind: 'pfn', number: f.number, nrPages: ksm ? 1 : f.nrPages, pgoff: f.index, flags: flags | dp };
+}
+
+const LEVELS: LeafLevel[] = ['pte', 'pmd', 'pud'];
+const LOCKS = [null, 'pte', 'pmd', 'hugetlb'] as const;
+
+/**
+ * rmap_walk for each folio of `folios`: candidates, one batched walk, then rmap_one per candidate with its
+ * matches (stopping a folio's walk when rmap_one returns false or done() says so). Returns the number of walks.
+ */
+export function rmapWalk(engine: Engine, folios: readonly FolioId[], rwc: RmapWalkControl): number {
+  const iface = rwc.interface ?? 'pfn';
+  if (iface !== 'pfn' && iface !== 'folio-range' && iface !== 'folio-identity') {
+    throw new PvmwError('BAD_SETTING', `walk interface must be pfn, folio-range or folio-identity, got ${JSON.stringify(iface)}`);
+  }
+  const cands: RmapCandidate[] = [];
+  const requests: WalkRequest[] = [];
+  for (const id of folios) {
+    const f = engine.folio(id);
+    const key = folioWalkKey(engine, f, rwc.flags ?? 0, iface);
+    for (const c of rmapCandidates(engine, id)) {
+      if (rwc.invalidVma?.(c.vma, c.mm)) continue;
+      cands.push(c);
+      requests.push({ mm: c.mm, vma: c.vma, key, address: c.address });
+    }
+  }
+  if (requests.length === 0) return 0;
+  const r = walkBatch(engine, requests);
+  const byJob: WalkMatch[][] = cands.map(() => []);
+  for (let i = 0; i < r.matches; i++) {
+    const lk = LOCKS[r.lockKind[i]];
+    if (lk === null) throw new PvmwError('INTERNAL', `match ${i} at ${hex(r.address[i])} holds no lock`);
+    byJob[r.job[i]].push({
+      address: r.address[i],
+      level: LEVELS[r.level[i]],
+      raw: { lo: r.entryLo[i], hi: r.entryHi[i] },
+      lock: { kind: lk, table: r.lockTable[i] },
+      flags: r.flags[i],
+    });
+  }
+  let stopped = -1;
+  for (let j = 0; j < cands.length; j++) {
+    const c = cands[j];
+    if (c.folio === stopped) continue;
+    if (!rwc.rmapOne(c, byJob[j]) || rwc.done?.(c.folio)) stopped = c.folio;
+  }
+  return cands.length;
+}
