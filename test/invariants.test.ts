@@ -83,4 +83,22 @@ describe('issue 4 item 4: the invariant checker', () => {
     expect(e.folio(g).mapcount).toBe(0);
     expect(e.checkInvariants().ok).toBe(true);
   });
+
+  it('spec §6.1: a mapping whose VMA is not linked to the folio\'s anon_vma, or whose file VMA left i_mmap, is UNREACHABLE', () => {
+    const { e, mm, vma } = small();
+    expect(e.rmap.anon.chain(vma).map((c) => c.anonVma.id)).toEqual([0]); // hand placement linked anon_vma 0
+    e.rmap.anon.unlink(vma); // behind the model's back
+    const r = e.checkInvariants();
+    expect(r.problems.every((q) => q.code === 'UNREACHABLE' && /anon_vma 0/.test(q.message))).toBe(true);
+    expect(r.problemCount).toBe(5); // four PTEs of the order-2 folio and the PMD
+
+    const e2 = new Engine({ ramPages: 1 << 16 });
+    const m2 = e2.createMm();
+    const fv = m2.addVma({ start: 0x200000, end: 0x400000, file: 3, pgoff: 0 });
+    e2.createFolio({ number: 0x10, file: 3, index: 0 });
+    m2.map(0x200000, { entry: { kind: 'present', number: 0x10 } });
+    expect(e2.checkInvariants().ok).toBe(true);
+    e2.rmap.iMmap.remove(fv);
+    expect(e2.checkInvariants().problems.map((q) => q.message)).toEqual([expect.stringMatching(/i_mmap tree lacks VMA 0x200000-0x400000/)]);
+  });
 });

@@ -5,7 +5,8 @@ import type { RawEntry } from './entry.js';
 import type { LevelName } from './geometry.js';
 import type { Mm } from './mm.js';
 import { isDevicePrivateKind, type SoftleafKind } from './softleaf.js';
-import { linearPageIndex } from './vma.js';
+import { linearPageIndex, type Vma } from './vma.js';
+import type { FolioInfo } from './folio.js';
 
 /**
  * The invariant checker of issue 4 item 4, recomputing everything from the page tables and never from the
@@ -14,9 +15,10 @@ import { linearPageIndex } from './vma.js';
  * - tables agree with VMA bounds: every leaf lies wholly inside one VMA, at a level that VMA takes;
  * - no entry points outside physical or device memory, nor into the wrong kind of memory;
  * - every mapping names a folio page, and a PMD/PUD mapping a whole folio of that size;
- * - every mapping is reachable by rmap as the model has it now (kernel-operations §0.3): anon folio in an anon
- *   VMA, file folio in a VMA of its file, folio index + page = linear page index (KSM folios exempt);
- *   anon_vma chains are not modelled yet;
+ * - every mapping is reachable by rmap (kernel-operations §0.3, spec §6.1): anon folio in an anon VMA linked
+ *   (an AVC in its chain) to the folio's anon_vma, file folio in a VMA of its file that is in the file's
+ *   i_mmap tree, folio index + page = linear page index; a KSM folio's stable node holds an rmap_item at that
+ *   address whose mm is the VMA's or whose anon_vma the VMA is linked to (a child forked after the merge);
  * - every folio's per-page, entire and folio mapcounts equal the mappings counted (spec §6.5, D5).
  */
 export interface InvariantProblem {
@@ -88,6 +90,9 @@ export function checkInvariants(engine: Engine, limit = 100): InvariantReport {
       report('UNREACHABLE', `${where}: folio ${hex(f.id)} is ${f.anon ? 'anon' : `of file ${f.file}`}, the VMA ${vma.anon ? 'anon' : `of file ${vma.file}`}`);
     } else if (!f.flags.ksm && f.index + page.page !== linearPageIndex(vma, va)) {
       report('UNREACHABLE', `${where}: page index ${hex(f.index + page.page)} of folio ${hex(f.id)} is not the linear page index ${hex(linearPageIndex(vma, va))}`);
+    } else {
+      const why = rmapMiss(engine, mm, vma, va, f);
+      if (why) report('UNREACHABLE', `${where}: folio ${hex(f.id)} ${why}`);
     }
     const g = page.folio + page.page;
     if (level === 'pte') pte.set(g, (pte.get(g) ?? 0) + 1);
@@ -130,4 +135,21 @@ export function checkInvariants(engine: Engine, limit = 100): InvariantReport {
     if (f.mapcount !== total) report('MAPCOUNT', `folio ${hex(id)}: folio mapcount ${f.mapcount}, but ${total} mappings`);
   }
   return { ok: problemCount === 0, problems, problemCount, checked: { mms: mms.length, leaves, mappings, folios } };
+}
+
+/** Why rmap's structures would not lead to this mapping, or null if they do (spec §6.3, kernel-operations §8.4). */
+function rmapMiss(engine: Engine, mm: Mm, vma: Vma, va: number, f: FolioInfo): string | null {
+  const rmap = engine.rmap;
+  if (f.flags.ksm) {
+    const node = f.anonVma !== null ? rmap.ksm.get(f.anonVma) : undefined;
+    if (!node) return `is KSM but names no stable node (${f.anonVma})`;
+    const hit = node.items.some((it) => it.address === va && (it.mm === mm.id || rmap.anon.linked(vma, it.anonVma)));
+    return hit ? null : `has no rmap_item of its stable node at ${hex(va)} reaching mm ${mm.id}`;
+  }
+  if (f.anon) {
+    const av = f.anonVma !== null ? rmap.anon.get(f.anonVma) : undefined;
+    if (!av) return `names anon_vma ${f.anonVma}, which does not exist`;
+    return rmap.anon.linked(vma, av) ? null : `names anon_vma ${av.id}, which VMA ${hex(vma.start)}-${hex(vma.end)} is not linked to`;
+  }
+  return rmap.iMmap.has(vma) ? null : `is of file ${f.file}, whose i_mmap tree lacks VMA ${hex(vma.start)}-${hex(vma.end)}`;
 }

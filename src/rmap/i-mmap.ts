@@ -18,6 +18,13 @@ export class IMmap {
     if (t?.remove(vma) && t.size === 0) this.files.delete(vma.file);
   }
 
+  /** Is the VMA in its file's tree? */
+  has(vma: Vma): boolean {
+    if (vma.file === null) return false;
+    for (const v of this.query(vma.file, vma.pgoff, vma.pgoff)) if (v === vma) return true;
+    return false;
+  }
+
   /** VMAs of `file` overlapping [first, last], in tree order (rmap_walk_file step 2). */
   *query(file: number, first: number, last: number): Generator<Vma> {
     const t = this.files.get(file);
