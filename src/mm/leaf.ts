@@ -31,15 +31,20 @@ const MIG: Record<string, EntryKindName> = {
   'migration-device-private-read': 'MIG-R', 'migration-device-private-read-exclusive': 'MIG-RX', 'migration-device-private-write': 'MIG-W',
 };
 
-/** Decode a leaf and find what it names. */
-export function viewLeaf(engine: Engine, leaf: Leaf): LeafView {
+/** Decode a leaf and find what it names. `cache`: folio infos already read (one batch of leaves). */
+export function viewLeaf(engine: Engine, leaf: Leaf, cache?: Map<FolioId, FolioInfo>): LeafView {
   const entry = decodeEntry(leaf.raw, leaf.level, engine.decodeContext);
-  const v: LeafView = { ...leaf, entry, page: 0, kind: 'UNKNOWN' };
+  const v: LeafView = { va: leaf.va, level: leaf.level, raw: leaf.raw, entry, folio: undefined, page: 0, kind: 'UNKNOWN' };
   if (entry.namespace !== null && entry.number !== null && engine.memory.rangeOf(entry.namespace, entry.number)) {
-    const p = engine.page(entry.namespace, entry.number);
-    if (p) {
-      v.folio = engine.folio(p.folio);
-      v.page = p.page;
+    const head = engine.folios.headOf(entry.namespace, entry.number);
+    if (head >= 0) {
+      let f = cache?.get(head);
+      if (!f) {
+        f = engine.folio(head);
+        cache?.set(head, f);
+      }
+      v.folio = f;
+      v.page = entry.number - f.number;
     }
   }
   v.kind = kindOf(engine, v);
@@ -74,7 +79,8 @@ function kindOf(engine: Engine, v: LeafView): EntryKindName {
 
 /** Every leaf starting in [start, end) of an mm, viewed. */
 export function leavesIn(engine: Engine, mm: Mm, start: number, end: number): LeafView[] {
-  return scanLeaves(engine.wasmInstance(), mm.root, start, end).map((l) => viewLeaf(engine, l));
+  const cache = new Map<FolioId, FolioInfo>();
+  return scanLeaves(engine.wasmInstance(), mm.root, start, end).map((l) => viewLeaf(engine, l, cache));
 }
 
 /** Write leaves of an mm (mapcounts follow); a raw of {0, 0} clears. */
@@ -107,21 +113,23 @@ export function leafPages(level: LeafLevel): number {
  * The shared zero page and huge zero page (ZP, HZP): folios of their own, tag ZERO, mapped only by special
  * entries (no mapcount, no rmap). Made on first use.
  */
-const zeros = new WeakMap<Engine, { zero: FolioId; huge: FolioId }>();
-export function zeroPages(engine: Engine): { zero: FolioId; huge: FolioId; zeroPfn: number; hugePfn: number } {
+export interface ZeroPages {
+  zero: FolioId;
+  huge: FolioId;
+  zeroPfn: number;
+  hugePfn: number;
+}
+const zeros = new WeakMap<Engine, ZeroPages>();
+export function zeroPages(engine: Engine): ZeroPages {
   let z = zeros.get(engine);
   if (!z) {
     const alloc = opsState(engine).alloc;
-    const zero = alloc.alloc({ order: 0 });
-    const huge = alloc.alloc({ order: 9 });
-    z = { zero: zero ?? -1, huge: huge ?? -1 };
+    const zero = alloc.alloc({ order: 0 }) ?? -1;
+    const huge = alloc.alloc({ order: 9 }) ?? -1;
+    z = { zero, huge, zeroPfn: zero >= 0 ? engine.folio(zero).number : -1, hugePfn: huge >= 0 ? engine.folio(huge).number : -1 };
     zeros.set(engine, z);
   }
-  return {
-    ...z,
-    zeroPfn: z.zero >= 0 ? engine.folio(z.zero).number : -1,
-    hugePfn: z.huge >= 0 ? engine.folio(z.huge).number : -1,
-  };
+  return z;
 }
 
 /**

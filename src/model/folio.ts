@@ -189,7 +189,14 @@ export class Folios {
     const { namespace, number } = this.mem.numberOf(id);
     const anon = (w & FOLIO_FLAG.anon) !== 0;
     const mapping = x.folioMapping(id) >>> 0;
-    const flags = Object.fromEntries(SETTABLE.map((k) => [k, (w & FOLIO_FLAG[k]) !== 0])) as Record<FolioFlagName, boolean>;
+    const flags: Record<FolioFlagName, boolean> = {
+      ksm: (w & FOLIO_FLAG.ksm) !== 0,
+      dirty: (w & FOLIO_FLAG.dirty) !== 0,
+      swapbacked: (w & FOLIO_FLAG.swapbacked) !== 0,
+      locked: (w & FOLIO_FLAG.locked) !== 0,
+      lru: (w & FOLIO_FLAG.lru) !== 0,
+      mlocked: (w & FOLIO_FLAG.mlocked) !== 0,
+    };
     return {
       id,
       namespace,
@@ -223,6 +230,11 @@ export class Folios {
       hwpoison: (w & PG_HWPOISON) !== 0,
       tag: x.tagGet(g) >>> 0,
     };
+  }
+
+  /** The head (folio id) of the folio holding (namespace, number), or -1 if that page is in no folio. */
+  headOf(namespace: Namespace, number: number): FolioId {
+    return this.wasm.exports.folioOf(this.mem.index(namespace, number));
   }
 
   /** Every live folio's id, in memmap order. */
