@@ -61,13 +61,13 @@ export function rmapCandidates(engine: Engine, folio: FolioId): RmapCandidate[] 
   return out;
 }
 
-/** rmap_walk_ksm (kernel-operations.md §8.4): per rmap_item, its mm's VMAs first, then forked mms'. */
+/** rmap_walk_ksm (kernel-operations.md §8.4): pass 1 over every rmap_item for its own mm's VMAs, pass 2 for forked mms'. */
 function ksmCandidates(engine: Engine, f: FolioInfo): RmapCandidate[] {
   const node = f.anonVma !== null ? engine.rmap.ksm.get(f.anonVma) : undefined;
   if (!node) return [];
   const out: RmapCandidate[] = [];
-  for (const item of node.items) {
-    for (const sameMm of [true, false]) {
+  for (const sameMm of [true, false]) {
+    for (const item of node.items) {
       for (const avc of item.anonVma.tree.all()) {
         const vma = avc.vma;
         if ((vma.mm === item.mm) !== sameMm) continue;
