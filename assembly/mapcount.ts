@@ -69,11 +69,11 @@ const FOLIO_KSM: u32 = 1 << 10;
 /**
  * First page in [g, g + n) that cannot be mapped where the host means to: it belongs to no folio, or its
  * folio carries any of `forbidFlags` (hugetlb pages are never PTE-mapped), or, with `checkRmap`, the folio
- * would be unreachable by rmap from that VMA (kernel-operations.md §0.3): anon-ness differs from the VMA's,
- * a file folio of another file, or a page index (folio index + page offset) other than the linear page
+ * would be unreachable by rmap from that VMA (kernel-operations.md §0.3): an anon folio in a shared file VMA,
+ * a file folio in an anonymous VMA or of another file (private file VMAs take both: COW copies are anon), or a page index (folio index + page offset) other than the linear page
  * index it is mapped at, lpi0 + (page − g). KSM folios have no meaningful index. Returns -1 if all fit.
  */
-export function firstUnfitPage(gf: f64, n: f64, forbidFlags: u32, checkRmap: bool, anon: bool, file: u32, lpi0: f64): f64 {
+export function firstUnfitPage(gf: f64, n: f64, forbidFlags: u32, checkRmap: bool, vmaKind: u32, file: u32, lpi0: f64): f64 {
   let i: f64 = 0;
   while (i < n) {
     const head = folioOf(gf + i);
@@ -82,7 +82,8 @@ export function firstUnfitPage(gf: f64, n: f64, forbidFlags: u32, checkRmap: boo
     if ((flags & forbidFlags) != 0) return gf + i;
     if (checkRmap) {
       const isAnon = (flags & FOLIO_ANON) != 0;
-      if (isAnon != anon || (!anon && folioMapping(head) != file)) return gf + i;
+      // vmaKind: 0 shared file VMA (its file's folios), 1 anonymous VMA (anon folios), 2 private file VMA (both).
+      if (isAnon ? vmaKind == 0 : vmaKind == 1 || folioMapping(head) != file) return gf + i;
       if ((flags & FOLIO_KSM) == 0 && folioIndex(head) - head != lpi0 - gf) return gf + i;
     }
     i = head + <f64>(<u64>1 << folioOrder(head)) - gf; // on to the next folio

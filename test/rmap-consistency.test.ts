@@ -56,14 +56,14 @@ const present = (number: number, count = 1): MapSpec => ({ count, entry: { kind:
 const pmd = (entry: EntrySpec): MapSpec => ({ level: 'pmd', entry });
 
 describe('map() names only folios rmap would find there (kernel-operations §0.3)', () => {
-  it('kernel-operations §0.3: an anon folio in a file VMA is BAD_ENTRY, and a file folio in an anon VMA', () => {
+  it('kernel-operations §0.3: an anon folio in a shared file VMA is BAD_ENTRY, and a file folio in an anon VMA', () => {
     const e = engine();
     const mm = e.createMm();
-    mm.addVma({ start: 0x10000, end: 0x20000, file: 1 });
+    mm.addVma({ start: 0x10000, end: 0x20000, file: 1, flags: { shared: true } });
     mm.addVma({ start: 0x20000, end: 0x30000 });
     const anon = e.createFolio({ number: 8, index: lpi(mm, 0x10000) }); // the index fits, the kind does not
     const file = e.createFolio({ number: 9, file: 1, index: lpi(mm, 0x20000) });
-    refused(e, mm, 0x10000, present(8), [anon, file], 'BAD_ENTRY', 'pfn 0x8 cannot be mapped at 0x10000: rmap would not find it there', 'the folio is anon, the VMA of file 1');
+    refused(e, mm, 0x10000, present(8), [anon, file], 'BAD_ENTRY', 'pfn 0x8 cannot be mapped at 0x10000: rmap would not find it there', 'the folio is anon, the VMA shared of file 1');
     refused(e, mm, 0x20000, present(9), [anon, file], 'BAD_ENTRY', 'pfn 0x9 cannot be mapped at 0x20000', 'the folio is of file 1, the VMA anon');
     // The same kinds the other way round fit (file VMAs default to pgoff 0).
     const file0 = e.createFolio({ number: 10, file: 1, index: lpi(mm, 0x10000) });
@@ -71,6 +71,12 @@ describe('map() names only folios rmap would find there (kernel-operations §0.3
     mm.map(0x10000, present(10));
     mm.map(0x20000, present(11));
     expect([anon, file, file0, anon0].map((id) => e.folio(id).mapcount)).toEqual([0, 0, 1, 1]);
+    // A private file VMA holds both: its file's page-cache folios and anon COW copies (§5.7 do_cow_fault).
+    mm.addVma({ start: 0x40000, end: 0x50000, file: 1, pgoff: 0x30 });
+    const cow = e.createFolio({ number: 12, index: lpi(mm, 0x41000) });
+    mm.map(0x41000, present(12));
+    expect(e.folio(cow).mapcount).toBe(1);
+    expect(e.checkInvariants().problems).toEqual([]);
   });
 
   it('kernel-operations §0.3: a folio of file 2 in a VMA of file 1 is BAD_ENTRY', () => {
@@ -78,7 +84,7 @@ describe('map() names only folios rmap would find there (kernel-operations §0.3
     const mm = e.createMm();
     mm.addVma({ start: 0x10000, end: 0x20000, file: 1, pgoff: 40 });
     const f2 = e.createFolio({ number: 16, order: 2, file: 2, index: 40 });
-    refused(e, mm, 0x10000, present(16, 4), [f2], 'BAD_ENTRY', 'pfn 0x10 cannot be mapped at 0x10000', 'the folio is of file 2, the VMA of file 1');
+    refused(e, mm, 0x10000, present(16, 4), [f2], 'BAD_ENTRY', 'pfn 0x10 cannot be mapped at 0x10000', 'the folio is of file 2, the VMA private of file 1');
     const f1 = e.createFolio({ number: 32, order: 2, file: 1, index: 40 });
     mm.map(0x10000, present(32, 4));
     expect(e.folio(f1)).toMatchObject({ mapcount: 4 });
@@ -136,12 +142,12 @@ describe('map() names only folios rmap would find there (kernel-operations §0.3
     const e = engine();
     const mm = e.createMm();
     mm.addVma({ start: 0x10000, end: 0x20000 });
-    mm.addVma({ start: 0x40000, end: 0x50000, file: 1 });
+    mm.addVma({ start: 0x40000, end: 0x50000, file: 1, flags: { shared: true } });
     const ksm = e.createFolio({ number: 3, flags: { ksm: true } }); // index 0, merged from two pages
     mm.map(0x10000, present(3));
     mm.map(0x1f000, present(3));
     expect(e.folio(ksm).mapcount).toBe(2);
-    refused(e, mm, 0x40000, present(3), [ksm], 'BAD_ENTRY', 'the folio is anon, the VMA of file 1');
+    refused(e, mm, 0x40000, present(3), [ksm], 'BAD_ENTRY', 'the folio is anon, the VMA shared of file 1');
     const plain = e.createFolio({ number: 4 }); // the same, not KSM
     refused(e, mm, 0x11000, present(4), [ksm, plain], 'BAD_ENTRY', 'its page index 0x0 is not the linear page index 0x11');
   });

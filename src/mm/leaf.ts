@@ -56,10 +56,10 @@ function kindOf(engine: Engine, v: LeafView): EntryKindName {
   switch (e.kind) {
     case 'none': return 'NONE';
     case 'present': {
-      const zero = zeroPages(engine);
       if (e.present?.special) {
-        if (v.folio?.id === zero.zero) return 'ZP';
-        if (v.folio?.id === zero.huge) return 'HZP';
+        const zero = zeros.get(engine); // no zero page made yet: no entry can be one
+        if (zero && v.folio?.id === zero.zero) return 'ZP';
+        if (zero && v.folio?.id === zero.huge) return 'HZP';
         return 'SPECIAL';
       }
       if (e.present?.protnone) return 'PN';

@@ -86,8 +86,9 @@ export function checkInvariants(engine: Engine, limit = 100): InvariantReport {
     if (level !== 'pte' && (page.page !== 0 || f.nrPages !== pages)) {
       return report('NOT_A_FOLIO', `${where} maps ${hex(d.number)}, not a whole folio of ${pages} pages`);
     }
-    if (f.anon !== vma.anon || f.file !== vma.file) {
-      report('UNREACHABLE', `${where}: folio ${hex(f.id)} is ${f.anon ? 'anon' : `of file ${f.file}`}, the VMA ${vma.anon ? 'anon' : `of file ${vma.file}`}`);
+    if (f.anon ? vma.file !== null && vma.flags.shared : f.file !== vma.file) {
+      // Private file VMAs hold anon COW copies (kernel-operations.md §5.7 do_cow_fault); shared ones never do.
+      report('UNREACHABLE', `${where}: folio ${hex(f.id)} is ${f.anon ? 'anon' : `of file ${f.file}`}, the VMA ${vma.anon ? 'anon' : `${vma.flags.shared ? 'shared' : 'private'} of file ${vma.file}`}`);
     } else if (!f.flags.ksm && f.index + page.page !== linearPageIndex(vma, va)) {
       report('UNREACHABLE', `${where}: page index ${hex(f.index + page.page)} of folio ${hex(f.id)} is not the linear page index ${hex(linearPageIndex(vma, va))}`);
     } else {

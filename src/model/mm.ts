@@ -361,7 +361,8 @@ export class Mm {
     const g0 = range.start + (d.number - range.base);
     const forbid = level === 'pte' ? FOLIO_FLAG.hugetlb : 0;
     const lpi = linearPageIndex(vma, addr);
-    const bad = x.firstUnfitPage(g0, pages, forbid, kind === 'hwpoison' ? 0 : 1, vma.anon ? 1 : 0, vma.file ?? 0, lpi);
+    const vmaKind = vma.anon ? 1 : vma.flags.shared ? 0 : 2;
+    const bad = x.firstUnfitPage(g0, pages, forbid, kind === 'hwpoison' ? 0 : 1, vmaKind, vma.file ?? 0, lpi);
     if (bad >= 0) {
       const n = range.base + (bad - range.start);
       const what = `${d.namespace === 'pfn' ? 'pfn' : 'device-private offset'} ${hex(n)}`;
@@ -369,13 +370,13 @@ export class Mm {
       const f = this.ctx.folios.info(x.folioOf(bad));
       if (level === 'pte' && f.hugetlb) throw new PvmwError('BAD_ENTRY', `hugetlb folio page ${hex(n)} cannot be mapped by a PTE`);
       const at = addr + (bad - g0) * PAGE_SIZE;
-      const why = f.anon !== vma.anon || f.file !== vma.file
-        ? `the folio is ${f.anon ? 'anon' : `of file ${f.file}`}, the VMA ${vma.anon ? 'anon' : `of file ${vma.file}`}`
+      const why = (f.anon && vmaKind === 0) || (!f.anon && (vmaKind === 1 || f.file !== vma.file))
+        ? `the folio is ${f.anon ? 'anon' : `of file ${f.file}`}, the VMA ${vma.anon ? 'anon' : `${vma.flags.shared ? 'shared' : 'private'} of file ${vma.file}`}`
         : `its page index ${hex(f.index + (bad - f.id))} is not the linear page index ${hex(lpi + (bad - g0))} of ${hex(at)}`;
       throw new PvmwError('BAD_ENTRY', `${what} cannot be mapped at ${hex(at)}: rmap would not find it there (${why})`);
     }
     const anonVmas: number[] = [];
-    if (vma.anon && kind !== 'hwpoison') {
+    if ((vma.anon || !vma.flags.shared) && kind !== 'hwpoison') {
       // One call per run of folios with the same anon_vma.
       let cur = 0xffff_ffff;
       for (let g = x.firstOtherAnonVma(g0, pages, cur); g >= 0; g = x.firstOtherAnonVma(g, g0 + pages - g, cur)) {
