@@ -9,7 +9,7 @@ import type { Vma } from '../model/vma.js';
 import type { Errno } from './errno.js';
 import { splitHugePmd } from './huge-pmd.js';
 import { leavesIn, presentRaw, softleafRaw, vmaPageProt, writeLeaves, type LeafView } from './leaf.js';
-import { maybePinned, newAnonRmap, tryDupAnon } from './rmap-primitives.js';
+import { dupWouldFail, maybePinned, newAnonRmap, tryDupAnon } from './rmap-primitives.js';
 import { opsState } from './state.js';
 
 /**
@@ -51,16 +51,6 @@ export function isCowMapping(vma: Vma): boolean {
 const PRESENT_PTE = new Set(['P', 'PL', 'PN', 'ZP', 'SPECIAL']);
 const MIG_NOT_READ = new Set(['MIG-W', 'MIG-RX']);
 
-/**
- * try-dup would fail for these pages (§0.4; the condition of tryDupAnon, asked without changing anything): an
- * anon, not device-private folio that may be pinned by a parent that has ever pinned, with a page AnonExclusive.
- */
-function dupFails(engine: Engine, f: FolioInfo, page: number, count: number, src: Mm): boolean {
-  if (!f.anon || f.devicePrivate || !maybePinned(engine, f.id, src)) return false;
-  for (let i = 0; i < count; i++) if (engine.folios.lookup(f.namespace, f.number + page + i)?.anonExclusive) return true;
-  return false;
-}
-
 function hwpoisoned(engine: Engine, f: FolioInfo, page: number, count: number): boolean {
   for (let i = 0; i < count; i++) if (engine.folios.lookup(f.namespace, f.number + page + i)?.hwpoison) return true;
   return false;
@@ -85,19 +75,19 @@ export function planCopyPageRange(engine: Engine, src: Mm, vma: Vma): CopyPlan |
     if (vma.flags.hugetlb !== null) {
       // §1.6: a pinned exclusive anon hugetlb page gets a new huge page in the child.
       const af = anonMapped(l);
-      if (af?.hugetlb && dupFails(engine, af, 0, 1, src)) plan.needs[af.hugetlb]++;
+      if (af?.hugetlb && dupWouldFail(engine, af, 0, 1, src)) plan.needs[af.hugetlb]++;
     } else if (l.level === 'pte') {
       // §1.4 DX: the restore needs the folio lock (trylock); busy → fork fails with ENOMEM.
       if (l.kind === 'DX' && f?.flags.locked) return 'ENOMEM';
       const copied = (PRESENT_PTE.has(l.kind) && anonMapped(l)) || (l.kind === 'DX' && f?.anon ? f : undefined);
-      if (copied && dupFails(engine, copied, l.page, 1, src)) {
+      if (copied && dupWouldFail(engine, copied, l.page, 1, src)) {
         if (hwpoisoned(engine, copied, l.page, 1)) return 'ENOMEM'; // §1.4 row 3: the copy fails, fork ENOMEM
         plan.needs.small++;
       }
     } else if (vma.anon && (l.kind === 'PMD' || l.kind === 'PN')) {
       // §1.5 row 2: split, then every page (AnonExclusive carried from the head by the split) is copied eagerly.
       const af = anonMapped(l);
-      if (af && dupFails(engine, af, 0, 1, src)) {
+      if (af && dupWouldFail(engine, af, 0, 1, src)) {
         if (hwpoisoned(engine, af, 0, af.nrPages)) return 'ENOMEM';
         plan.splitPmds.push(l.va);
         plan.needs.small += af.nrPages;
@@ -198,7 +188,7 @@ class Copier {
     const pfn = l.entry.number!;
     const f = l.folio && !bits.special ? l.folio : undefined;
     if (f?.anon) {
-      if (dupFails(this.engine, f, l.page, 1, this.src)) {
+      if (dupWouldFail(this.engine, f, l.page, 1, this.src)) {
         if (restored) this.setParent(l, presentRaw('pte', pfn, bits));
         return this.eagerCopy(l, f);
       }
@@ -320,7 +310,7 @@ class Copier {
         const b = e.present!;
         const f = anonMapped(l);
         if (f) {
-          if (dupFails(this.engine, f, 0, 1, this.src)) return this.eagerHuge(l, f);
+          if (dupWouldFail(this.engine, f, 0, 1, this.src)) return this.eagerHuge(l, f);
           this.dupHead(f);
         }
         const pbits = this.cow && b.write ? wrprotect(b) : b;

@@ -44,11 +44,16 @@ export function maybePinned(engine: Engine, folio: FolioId, mm?: Mm): boolean {
  * Device-private folios never fail.
  */
 export function tryDupAnon(engine: Engine, f: FolioInfo, page: number, count: number, src: Mm): boolean {
-  if (!f.devicePrivate && maybePinned(engine, f.id, src)) {
-    for (let i = 0; i < count; i++) if (engine.folios.lookup(f.namespace, f.number + page + i)?.anonExclusive) return false;
-  }
+  if (dupWouldFail(engine, f, page, count, src)) return false;
   engine.folios.setAnonExclusive(f.id, page, count, false);
   return true;
+}
+
+/** Would try-dup fail (fork's planning asks before changing anything)? */
+export function dupWouldFail(engine: Engine, f: FolioInfo, page: number, count: number, src: Mm): boolean {
+  if (!f.anon || f.devicePrivate || !maybePinned(engine, f.id, src)) return false;
+  for (let i = 0; i < count; i++) if (engine.folios.lookup(f.namespace, f.number + page + i)?.anonExclusive) return true;
+  return false;
 }
 
 /** try-share (§0.4, before a mapping becomes a migration or KSM entry): fails if maybe pinned (not device). */
