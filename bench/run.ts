@@ -4,6 +4,7 @@ import { Bench } from 'tinybench';
 import { Engine } from '../src/index.js';
 import { BUDGET_CASES, LARGE_CASES, measureBudget, type BudgetResult } from './budget.js';
 import { walkBench } from './walk.js';
+import { rmapBench, RMAP_DEFAULT, RMAP_LARGE } from './rmap.js';
 
 const args = new Set(process.argv.slice(2));
 const json = args.has('--json');
@@ -46,7 +47,7 @@ async function throughput() {
 }
 
 async function main() {
-  // --only budget|walk runs one section.
+  // --only budget|walk|rmap runs one section.
   const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined;
   const cases = args.has('--large') ? [...BUDGET_CASES, ...LARGE_CASES] : BUDGET_CASES;
   const budget: BudgetResult[] = [];
@@ -60,9 +61,28 @@ async function main() {
     tp = await throughput();
   }
   const walks = only === undefined || only === 'walk' ? await walkBench(log) : undefined;
+  const rmap = only === undefined || only === 'rmap' ? await rmapBench(log, args.has('--large') ? RMAP_LARGE : RMAP_DEFAULT) : undefined;
   if (json) {
-    process.stdout.write(JSON.stringify({ node: process.version, budget, throughput: tp, walks }, null, 2) + '\n');
+    process.stdout.write(JSON.stringify({ node: process.version, budget, throughput: tp, walks, rmap }, null, 2) + '\n');
     return;
+  }
+  if (rmap) {
+    const c = rmap.config;
+    console.log(`rmap_walk over a fork tree: ${c.processes} processes sharing ${c.folios} anon folios; ${c.sample} folios walked per interface`);
+    console.table(rmap.walks.map((w) => ({
+      interface: w.interface,
+      walks: w.walks,
+      'rmap walks/s': Math.round(w.walksPerSec).toLocaleString('en'),
+      'reference walks/s': Math.round(w.referenceWalksPerSec).toLocaleString('en'),
+      'rmap/reference': w.ratio.toFixed(1),
+      'matches/walk': w.matchesPerWalk.toFixed(2),
+    })));
+    console.log('Operations on the large spaces');
+    console.table([
+      { operation: `fork of a ${c.folios}-PTE process`, count: rmap.build.forks, 'ops/s': rmap.build.forkOpsPerSec.toFixed(2), 'PTEs/s': Math.round(rmap.build.ptesCopiedPerSec).toLocaleString('en') },
+      { operation: `munmap of a ${c.folios}-PTE VMA`, count: rmap.munmap.ops, 'ops/s': rmap.munmap.opsPerSec.toFixed(2), 'PTEs/s': Math.round(rmap.munmap.ptesPerSec).toLocaleString('en') },
+    ]);
+    console.log(`engine memory with the whole tree: ${fmtBytes(rmap.wasmBytes)}`);
   }
   if (walks) {
     console.log(`Batched page_vma_mapped_walk on ${walks.folios} folios (orders 0, 2, 4, 9 PTE- and PMD-mapped), one walk per folio`);

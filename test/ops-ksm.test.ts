@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { Engine, type FolioId, type Mm, type Vma } from '../src/index.js';
 import { dupMmap } from '../src/mm/fork.js';
 import { ksmScan, ksmUnmerge } from '../src/mm/ksm.js';
-import { ksmMadvise } from '../src/mm/ksm-madvise.js';
+import { madvise } from '../src/mm/madvise.js';
 import { leavesIn, zeroPages } from '../src/mm/leaf.js';
 import { newAnonRmap } from '../src/mm/rmap-primitives.js';
 import { opsState, setOpsPolicy } from '../src/mm/state.js';
@@ -356,13 +356,13 @@ describe('§8.3 breaking sharing: ksmUnmerge (break_ksm)', () => {
     }
     ksmScan(e, { rounds: 2 });
     expect(e.folioCensus().ksm).toBe(2);
-    expect(ksmMadvise(e, a, BASE + 8 * P, 8 * P, 'MADV_UNMERGEABLE')).toEqual({ ok: true, value: 0 });
+    expect(madvise(e, a, BASE + 8 * P, 8 * P, 'MADV_UNMERGEABLE')).toEqual({ ok: true, value: 0 });
     expect(a.vmas.all().map((v) => [v.start, v.end, v.flags.mergeable])).toEqual([[BASE, BASE + 8 * P, true], [BASE + 8 * P, END, false]]);
     expect(e.folio(a.translate(BASE + 8 * P).page!.folio).flags.ksm).toBe(false);
     expect(e.folio(a.translate(BASE).page!.folio).flags.ksm).toBe(true);
     ok(e);
     // Merging it back joins the VMAs again.
-    expect(ksmMadvise(e, a, BASE + 8 * P, 8 * P, 'MADV_MERGEABLE').ok).toBe(true);
+    expect(madvise(e, a, BASE + 8 * P, 8 * P, 'MADV_MERGEABLE').ok).toBe(true);
     expect(a.vmas.all().map((v) => [v.start, v.end, v.flags.mergeable])).toEqual([[BASE, END, true]]);
     ok(e);
   });
@@ -373,10 +373,10 @@ describe('§8.3 breaking sharing: ksmUnmerge (break_ksm)', () => {
     a.addVma({ start: BASE, end: BASE + 4 * P });
     a.addVma({ start: BASE + 4 * P, end: BASE + 8 * P, flags: { shared: true } });
     a.addVma({ start: BASE + 10 * P, end: BASE + 12 * P });
-    expect(ksmMadvise(e, a, BASE + 1, P, 'MADV_MERGEABLE')).toEqual({ ok: false, errno: 'EINVAL' });
-    expect(ksmMadvise(e, a, BASE, 12 * P, 'MADV_MERGEABLE')).toEqual({ ok: false, errno: 'ENOMEM' });
+    expect(madvise(e, a, BASE + 1, P, 'MADV_MERGEABLE')).toEqual({ ok: false, errno: 'EINVAL' });
+    expect(madvise(e, a, BASE, 12 * P, 'MADV_MERGEABLE')).toEqual({ ok: false, errno: 'ENOMEM' });
     expect(a.vmas.all().map((v) => v.flags.mergeable)).toEqual([true, false, true]);
-    expect(ksmMadvise(e, a, BASE, 0, 'MADV_UNMERGEABLE')).toEqual({ ok: true, value: 0 });
+    expect(madvise(e, a, BASE, 0, 'MADV_UNMERGEABLE')).toEqual({ ok: true, value: 0 });
     ok(e);
   });
 });

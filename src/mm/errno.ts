@@ -2,7 +2,7 @@
  * Outcomes of the operations that model syscalls and faults (decisions.md D7): the kernel's own error codes,
  * returned, never thrown. pvmw's PvmwError is thrown only for input the kernel could never see.
  */
-export type Errno = 'EINVAL' | 'ENOMEM' | 'EFAULT' | 'EPERM' | 'EACCES' | 'EAGAIN' | 'EBUSY' | 'ENOENT' | 'EEXIST';
+export type Errno = 'EINVAL' | 'ENOMEM' | 'EFAULT' | 'EPERM' | 'EACCES' | 'EAGAIN' | 'EBUSY' | 'ENOENT' | 'EEXIST' | 'EOVERFLOW';
 
 /** A syscall's result: success with a value (0, or an address for mmap/mremap), or an errno. */
 export type SysResult = { ok: true; value: number } | { ok: false; errno: Errno };

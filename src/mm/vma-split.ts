@@ -65,7 +65,7 @@ export function splitVma(engine: Engine, mm: Mm, vma: Vma, addr: number): [Vma, 
   if (addr % PAGE_SIZE !== 0 || addr <= vma.start || addr >= vma.end) {
     throw new PvmwError('BAD_ADDRESS', `cannot split VMA ${hex(vma.start)}-${hex(vma.end)} at ${hex(addr)}`);
   }
-  if (vma.flags.hugetlb !== null && addr % (vma.flags.hugetlb === '1G' ? PUD_SIZE : PMD_SIZE) !== 0) return null;
+  if (!vmaMaySplit(vma, addr)) return null;
   if (addr % PMD_SIZE !== 0) {
     const block = addr - (addr % PMD_SIZE);
     if (block >= vma.start && block + PMD_SIZE <= vma.end) splitHugePmd(engine, mm, vma, addr);
@@ -75,16 +75,23 @@ export function splitVma(engine: Engine, mm: Mm, vma: Vma, addr: number): [Vma, 
   return [low, high];
 }
 
-/** Split so that [start, end) is covered by whole VMAs; returns the VMAs inside, or null if a split was refused. */
+/** may_split (§2.1 last row): a hugetlb VMA splits only at a multiple of its huge page size. */
+export function vmaMaySplit(vma: Vma, addr: number): boolean {
+  return vma.flags.hugetlb === null || addr % (vma.flags.hugetlb === '1G' ? PUD_SIZE : PMD_SIZE) === 0;
+}
+
+/**
+ * Split so that [start, end) is covered by whole VMAs; returns the VMAs inside, or null if a split was refused
+ * (both ends are checked before either is split, so a refusal changes nothing).
+ */
 export function isolateRange(engine: Engine, mm: Mm, start: number, end: number): Vma[] | null {
   const first = mm.vmas.find(start);
-  if (first && first.start < start) {
-    if (!splitVma(engine, mm, first, start)) return null;
-  }
+  const splitFirst = first !== undefined && first.start < start;
   const last = mm.vmas.find(end - 1);
-  if (last && last.end > end) {
-    if (!splitVma(engine, mm, last, end)) return null;
-  }
+  const splitLast = last !== undefined && last.end > end;
+  if ((splitFirst && !vmaMaySplit(first, start)) || (splitLast && !vmaMaySplit(last, end))) return null;
+  if (splitFirst) splitVma(engine, mm, first, start);
+  if (splitLast) splitVma(engine, mm, mm.vmas.find(end - 1)!, end);
   return mm.vmas.overlapping(start, end);
 }
 
