@@ -23,3 +23,27 @@ export {
   PVMW_SYNC, PVMW_MIGRATION, PVMW_DEVICE_PRIVATE, PVMW_PGTABLE_CROSSED,
   type WalkKey, type WalkMatch, type WalkLock, type LockKind, type WalkCounters, type WalkResult, type Injection,
 } from './walk/types.js';
+
+// Operations (kernel-operations.md) and the reverse map (spec §5, §6): issue 4.
+export { type Errno, type SysResult, type FaultOutcome } from './mm/errno.js';
+export { opsState, setOpsPolicy, type OpsPolicy } from './mm/state.js';
+export { leavesIn, viewLeaf, zeroPages, type LeafView, type EntryKindName } from './mm/leaf.js';
+export { mmap, type MmapRequest } from './mm/mmap.js';
+export { munmap, exitMmap } from './mm/munmap.js';
+export { zapPageRange } from './mm/zap.js';
+export { handleMmFault, type FaultOptions } from './mm/fault.js';
+export { cpuAccess, type CpuAccessKind, type CpuAccessResult } from './mm/access.js';
+export { dupMmap, type DupMmapResult } from './mm/fork.js';
+export { mprotect, type Prot } from './mm/mprotect.js';
+export { mremap, MREMAP_MAYMOVE, MREMAP_FIXED, MREMAP_DONTUNMAP, type MremapOptions } from './mm/mremap.js';
+export { madvise, type MadviseAdvice } from './mm/madvise.js';
+export { splitHugePmd } from './mm/huge-pmd.js';
+export { ksmScan, ksmUnmerge, type KsmScanReport } from './mm/ksm.js';
+export { migrateFolio } from './mm/migrate-folio.js';
+export { tryToUnmap, TTU_SPLIT_HUGE_PMD, TTU_IGNORE_MLOCK, TTU_SYNC, type TryToUnmapOptions } from './mm/try-to-unmap.js';
+export { folioReferenced, type FolioReferencedResult } from './mm/folio-referenced.js';
+export { folioMkclean, pfnMkcleanRange, mappingWrprotectRange } from './mm/mkclean.js';
+export { pageIdleClearPteRefs, pageIdleMark, pageIdleRead, damonFolioMkold, damonFolioYoung } from './mm/page-idle.js';
+export { rmapWalk, rmapCandidates, folioWalkKey, type RmapWalkControl, type RmapCandidate, type WalkInterface } from './rmap/rmap-walk.js';
+export { type AnonVma, type Avc } from './rmap/anon-vma.js';
+export { runRmapSelftest, RMAP_SELFTEST_VARIANTS, type RmapSelftestVariant, type RmapSelftestReport } from './scenario/rmap-selftest.js';

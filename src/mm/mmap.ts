@@ -112,7 +112,7 @@ function gaps(mm: Mm, low: number, high: number): [number, number][] {
 }
 
 /** get_unmapped_area without MAP_FIXED: the hint if it is free, else top-down, else bottom-up; null = ENOMEM. */
-function unmappedArea(engine: Engine, mm: Mm, hint: number, len: number, align: number): number | null {
+export function unmappedArea(engine: Engine, mm: Mm, hint: number, len: number, align: number): number | null {
   const task = engine.geometry.taskSize;
   if (hint > 0) {
     const a = Math.ceil(hint / align) * align;
