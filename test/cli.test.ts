@@ -57,7 +57,7 @@ describe('pvmw demo (text)', () => {
     // Every probe address is translated; the output says plainly what exists and what does not yet.
     for (const p of space.probes) expect(r.out).toContain(`0x${p.address.toString(16)}  ${p.label}`);
     expect(r.out).toContain(NOT_YET);
-    expect(r.out).toMatch(/Not yet: rmap walks and the pfn-vs-folio comparison report/);
+    expect(r.out).toMatch(/Not yet: full migration and device memory operations, scenario files, and the pfn-vs-folio comparison report/);
     expect(r.out).not.toMatch(/does not exist yet|arrive with the walk issue/);
   });
 });
@@ -336,3 +336,26 @@ describe('pvmw usage errors', () => {
     expect(help.out).toContain('--device-model');
   });
 });
+
+// --- the Operations section: the rmap selftest run by operations, checked against a run here ---------------
+describe('pvmw demo: Operations (spec §7.3 rmap selftest)', () => {
+  it('runs every variant with the demo settings and reports what a run here gives (text and JSON)', async () => {
+    const { runRmapSelftest, RMAP_SELFTEST_VARIANTS } = await import('../src/index.js');
+    const { DEMO_SELFTEST_SEED } = await import('../src/cli/demo-ops.js');
+    for (const argv of [[], ['--paging', '5', '--device-model', 'offset', '--semantics', 'series']]) {
+      const opts: EngineOptions = argv.length ? { paging: 5, deviceModel: 'offset', semantics: 'series' } : {};
+      const j = JSON.parse((await cli('demo', '--json', ...argv)).out) as DemoReport;
+      const text = (await cli('demo', ...argv)).out;
+      expect(j.operations.map((o) => o.variant)).toEqual([...RMAP_SELFTEST_VARIANTS]);
+      for (const o of j.operations) {
+        const here = runRmapSelftest(new Engine(opts), o.variant, DEMO_SELFTEST_SEED);
+        expect(o).toMatchObject({ processes: here.processes, atNewPfn: here.processes, oldPfn: rawHexOf(here.oldPfn), newPfn: rawHexOf(here.newPfn), invariantsOk: true });
+        expect(text).toMatch(new RegExp(`^  ${o.variant} +${o.processes} +${o.worker} +${o.oldPfn} +${o.newPfn} +${o.processes}/${o.processes} +ok `, 'm'));
+      }
+    }
+  });
+});
+
+function rawHexOf(n: number): string {
+  return '0x' + n.toString(16);
+}

@@ -4,6 +4,7 @@
  * (demo-walks.ts). Presentation only (DESIGN.md §2): the space is built through the public API, and every
  * figure printed is read back from the engine.
  */
+import { selftestReport, selftestText, type SelftestRow } from './demo-ops.js';
 import { Engine, PAGE_SIZE, PMD_SIZE, PVMW_MIGRATION, linearPageIndex, rawHex } from '../index.js';
 import type { EngineOptions, MemoryRange, MemoryUsage, Mm, Namespace, PageInfo, PresentSpec, TraceStep, Vma } from '../index.js';
 import { addDemoAlias, pickTargets, walksReport, walksText, type DemoAlias, type WalkTarget, type WalksReport } from './demo-walks.js';
@@ -200,12 +201,16 @@ export interface DemoReport {
   translations: TranslationReport[];
   /** page_vma_mapped_walk for a few folios, every interface the settings allow, checked against the reference. */
   walks: WalksReport;
+  /** The kernel's rmap selftest, by operations, one fresh engine per variant (demo-ops.ts). */
+  operations: SelftestRow[];
   notYet: string;
 }
 
 export const NOT_YET =
   'What exists: page_vma_mapped_walk, pfn-keyed and folio-keyed (range and identity), in WebAssembly, and its ' +
-  'TypeScript reference walk (the Walks above). Not yet: rmap walks and the pfn-vs-folio comparison report come with later issues.';
+  'TypeScript reference walk (the Walks above); operations (faults, fork, mmap/munmap, mprotect, mremap, madvise, KSM), ' +
+  'rmap walks and the reclaim-side callers (the Operations above). Not yet: full migration and device memory ' +
+  'operations, scenario files, and the pfn-vs-folio comparison report come with later issues.';
 
 function vmaKind(v: Vma): string {
   if (v.flags.hugetlb) return `hugetlb ${v.flags.hugetlb}, file ${v.file}`;
@@ -266,7 +271,7 @@ function translationReport(e: Engine, mm: Mm, probe: DemoProbe): TranslationRepo
 }
 
 /** Read the engine back into a report. */
-export function demoReport(e: Engine, space: DemoSpace, buildMs: number): DemoReport {
+export function demoReport(e: Engine, space: DemoSpace, buildMs: number, options: EngineOptions = {}): DemoReport {
   const s = e.settings;
   const census = e.folioCensus();
   const byOrder: Record<string, number> = {};
@@ -295,6 +300,7 @@ export function demoReport(e: Engine, space: DemoSpace, buildMs: number): DemoRe
     memory: { ...usage, tableBytesPerLeafEntry: leaves ? usage.tableBytes / leaves : 0, modelBytesPerFolio: total ? model / total : 0 },
     translations: space.probes.map((p) => translationReport(e, space.mm, p)),
     walks: walksReport(e, space.targets, space.alias),
+    operations: selftestReport(options),
     notYet: NOT_YET,
   };
 }
@@ -401,6 +407,8 @@ export function demoText(r: DemoReport): string {
     '',
     walksText(r.walks),
     '',
+    selftestText(r.operations),
+    '',
     r.notYet,
   ];
   return out.join('\n') + '\n';
@@ -416,6 +424,6 @@ export function runDemo(opts: DemoOptions): string {
   const t0 = performance.now();
   const e = new Engine(opts.engine);
   const space = buildDemoSpace(e);
-  const report = demoReport(e, space, performance.now() - t0);
+  const report = demoReport(e, space, performance.now() - t0, opts.engine);
   return opts.json ? JSON.stringify(report, null, 2) + '\n' : demoText(report);
 }
