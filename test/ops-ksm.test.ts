@@ -9,6 +9,7 @@ import { leavesIn, zeroPages } from '../src/mm/leaf.js';
 import { newAnonRmap } from '../src/mm/rmap-primitives.js';
 import { opsState, setOpsPolicy } from '../src/mm/state.js';
 import { rmapCandidates, rmapWalk, type WalkInterface } from '../src/rmap/rmap-walk.js';
+import { expectClean } from './ops-helpers.js';
 
 const P = 4096;
 const BASE = 0x7f0000000000;
@@ -32,10 +33,6 @@ function page(e: Engine, mm: Mm, addr: number, tag: number): FolioId {
   return id;
 }
 
-function ok(e: Engine): void {
-  expect(e.checkInvariants().problems).toEqual([]);
-}
-
 /** Two mms, each with one mergeable VMA and a page of `tags[i]` at BASE. */
 function pair(tags: [number, number]) {
   const e = engine();
@@ -45,7 +42,7 @@ function pair(tags: [number, number]) {
   const vb = mergeableVma(b);
   const fa = page(e, a, BASE, tags[0]);
   const fb = page(e, b, BASE, tags[1]);
-  ok(e);
+  expectClean(e);
   return { e, a, b, va, vb, fa, fb };
 }
 
@@ -61,7 +58,7 @@ describe('§8.2/§8.3 merging', () => {
     expect(r1).toMatchObject({ scanned: 2, volatile: 2, merged: 0 }); // step 2: first checksum only
     expect(pte(a, BASE).write).toBe(true);
     expect(e.folio(fa).flags.ksm).toBe(false);
-    ok(e);
+    expectClean(e);
 
     const r2 = ksmScan(e);
     expect(r2).toMatchObject({ scanned: 2, volatile: 0, merged: 2 });
@@ -81,12 +78,12 @@ describe('§8.2/§8.3 merging', () => {
       [b.id, BASE, e.rmap.anon.of(vb)],
     ]);
     expect(e.folioCensus().ksm).toBe(1);
-    ok(e);
+    expectClean(e);
 
     const r3 = ksmScan(e); // step 1: already merged, nothing changes
     expect(r3).toMatchObject({ merged: 0, volatile: 0 });
     expect(e.folio(fb).mapcount).toBe(2);
-    ok(e);
+    expectClean(e);
   });
 
   it('§8.2 two pages of one mm with equal tags merge; the later page is kept', () => {
@@ -101,7 +98,7 @@ describe('§8.2/§8.3 merging', () => {
     expect(e.folio(f2).flags.ksm).toBe(true);
     expect(pte(a, BASE).number).toBe(e.folio(f2).number);
     expect(rmapCandidates(e, f2).map((c) => [c.mm.id, c.address])).toEqual([[a.id, BASE], [a.id, BASE + 3 * P]]);
-    ok(e);
+    expectClean(e);
   });
 
   it('§12.2 unequal tags never merge', () => {
@@ -112,7 +109,7 @@ describe('§8.2/§8.3 merging', () => {
     expect([a.entryAt(BASE).raw, b.entryAt(BASE).raw]).toEqual(before);
     expect([e.folio(fa).flags.ksm, e.folio(fb).flags.ksm]).toEqual([false, false]);
     expect(e.rmap.ksm.all().next().done).toBe(true);
-    ok(e);
+    expectClean(e);
   });
 
   it('§8.2 step 2 a page whose tag changed between scans is volatile: it merges only after two stable scans', () => {
@@ -122,11 +119,11 @@ describe('§8.2/§8.3 merging', () => {
     const r2 = ksmScan(e);
     expect(r2).toMatchObject({ volatile: 1, merged: 0 });
     expect(pte(b, BASE).write).toBe(true);
-    ok(e);
+    expectClean(e);
     const r3 = ksmScan(e);
     expect(r3.merged).toBe(2);
     expect(pte(a, BASE).number).toBe(pte(b, BASE).number);
-    ok(e);
+    expectClean(e);
   });
 
   it('§8.3 step 2 a pinned page refuses to merge and nothing changes', () => {
@@ -138,7 +135,7 @@ describe('§8.2/§8.3 merging', () => {
     expect(r.merged).toBe(0);
     expect(r.refused).toBe(2);
     expect(JSON.stringify([a.entryAt(BASE).raw, b.entryAt(BASE).raw, e.folio(fa), e.folio(fb), e.page('pfn', e.folio(fb).number)])).toBe(before);
-    ok(e);
+    expectClean(e);
   });
 
   it('§8.2 step 5 the pair partner pinned: the half-made KSM page is unshared again (break_cow) into a private copy', () => {
@@ -154,7 +151,7 @@ describe('§8.2/§8.3 merging', () => {
     expect(t.leaf.entry.bits.write).toBe(false); // an unshare leaves the PTE read-only
     expect(e.folio(t.page!.folio).flags.ksm).toBe(false);
     expect(e.folioCensus().ksm).toBe(0);
-    ok(e);
+    expectClean(e);
   });
 
   it('§8.2 step 4 a third page with the same tag joins the existing stable node', () => {
@@ -168,7 +165,7 @@ describe('§8.2/§8.3 merging', () => {
     expect(e.folio(fb).mapcount).toBe(3);
     expect(pte(c, BASE + P).number).toBe(pte(b, BASE).number);
     expect(e.rmap.ksm.get(e.folio(fb).anonVma!)!.items.map((i) => i.mm)).toEqual([1, 2, c.id]);
-    ok(e);
+    expectClean(e);
   });
 
   it('§8.1 rmap_items of an mm that exited leave the stable node at the next scan', () => {
@@ -176,11 +173,11 @@ describe('§8.2/§8.3 merging', () => {
     ksmScan(e, { rounds: 2 });
     e.freeMm(b.id);
     expect(e.folio(fb).mapcount).toBe(1);
-    ok(e);
+    expectClean(e);
     ksmScan(e);
     expect(e.rmap.ksm.get(e.folio(fb).anonVma!)!.items.map((i) => i.mm)).toEqual([a.id]);
     expect(rmapCandidates(e, fb).map((c) => c.mm.id)).toEqual([a.id]);
-    ok(e);
+    expectClean(e);
   });
 
   it('§8.3 step 1 large folios are skipped (pvmw does not split them for KSM)', () => {
@@ -193,7 +190,7 @@ describe('§8.2/§8.3 merging', () => {
     const r = ksmScan(e, { rounds: 3 });
     expect(r).toMatchObject({ scanned: 0, merged: 0, skippedLarge: 12 });
     expect(e.folio(f).mapcount).toBe(4);
-    ok(e);
+    expectClean(e);
   });
 
   it('§8.1 VMAs without VM_MERGEABLE are not scanned', () => {
@@ -203,7 +200,7 @@ describe('§8.2/§8.3 merging', () => {
     page(e, a, BASE, 8);
     page(e, a, BASE + P, 8);
     expect(ksmScan(e, { rounds: 3 })).toMatchObject({ scanned: 0, merged: 0 });
-    ok(e);
+    expectClean(e);
   });
 });
 
@@ -220,9 +217,9 @@ describe('§8.2 step 3 use_zero_pages', () => {
     }
     expect(e.folios.exists(fa) || e.folios.exists(fb)).toBe(false);
     expect(e.folioCensus().ksm).toBe(0);
-    ok(e);
+    expectClean(e);
     expect(ksmScan(e).scanned).toBe(0); // zero pages are not anon pages: not scanned again
-    ok(e);
+    expectClean(e);
   });
 
   it('without use_zero_pages ZERO-tag pages merge into an ordinary KSM folio', () => {
@@ -230,7 +227,7 @@ describe('§8.2 step 3 use_zero_pages', () => {
     expect(ksmScan(e, { rounds: 2 }).merged).toBe(2);
     expect(e.folio(fb).flags.ksm).toBe(true);
     expect(e.page('pfn', e.folio(fb).number)!.tag).toBe(0);
-    ok(e);
+    expectClean(e);
   });
 });
 
@@ -244,7 +241,7 @@ describe('§8.4 rmap_walk_ksm', () => {
     const c = r.child;
     const vc = c.vmas.find(BASE)!;
     expect(pte(c, BASE)).toEqual({ number: k.number, write: false, dirty: false, special: false });
-    ok(s.e);
+    expectClean(s.e);
     return { ...s, k: s.fb, c, vc };
   }
 
@@ -261,7 +258,7 @@ describe('§8.4 rmap_walk_ksm', () => {
         },
       });
       expect(seen.sort()).toEqual([[a.id, BASE, 1], [b.id, BASE, 1], [c.id, BASE, 1]].sort());
-      ok(e);
+      expectClean(e);
     });
   }
 
@@ -285,7 +282,7 @@ describe('§8.4 rmap_walk_ksm', () => {
     const cands = rmapCandidates(e, k).map((x) => x.mm.id);
     expect(cands.slice(0, 3)).toEqual([a.id, b.id, c.id]);
     expect(e.folio(k).mapcount).toBe(3);
-    ok(e);
+    expectClean(e);
   });
 });
 
@@ -303,17 +300,17 @@ describe('§8.3 breaking sharing: ksmUnmerge (break_ksm)', () => {
     expect(t.leaf.entry.bits.write).toBe(false); // unshare: read-only, exclusive (a write fault will reuse it)
     expect(e.folio(fb).mapcount).toBe(1);
     expect(node.items.map((i) => i.mm)).toEqual([b.id]);
-    ok(e);
+    expectClean(e);
 
     expect(ksmUnmerge(e, b, BASE, END).ok).toBe(true);
     expect(e.folios.exists(fb)).toBe(false);
     expect(e.rmap.ksm.get(node.id)).toBeUndefined();
     expect(b.translate(BASE).page).toMatchObject({ tag: 0x5a, anonExclusive: true });
     expect(e.folio(b.translate(BASE).page!.folio).anonVma).toBe(e.rmap.anon.of(vb)!.id);
-    ok(e);
+    expectClean(e);
     // The private copies can merge again later.
     expect(ksmScan(e, { rounds: 2 }).merged).toBe(2);
-    ok(e);
+    expectClean(e);
   });
 
   it('KSM-placed zero pages are unshared into private ZERO pages', () => {
@@ -324,7 +321,7 @@ describe('§8.3 breaking sharing: ksmUnmerge (break_ksm)', () => {
     const t = a.translate(BASE);
     expect(t.leaf.entry.present?.special).toBe(false);
     expect(t.page).toMatchObject({ tag: 0, anonExclusive: true, mapcount: 1 });
-    ok(e);
+    expectClean(e);
   });
 
   it('ENOMEM when no copy can be allocated, and nothing changes', () => {
@@ -341,7 +338,7 @@ describe('§8.3 breaking sharing: ksmUnmerge (break_ksm)', () => {
     expect(ksmUnmerge(e, a, BASE, END)).toEqual({ ok: false, errno: 'ENOMEM' });
     expect(JSON.stringify([a.entryAt(BASE).raw, b.entryAt(BASE).raw, e.folio(fb), [...e.rmap.ksm.all()].map((n) => n.items.length)])).toBe(before);
     expect(e.folio(fb).mapcount).toBe(2);
-    ok(e);
+    expectClean(e);
   });
 
   it('§7.1 MADV_UNMERGEABLE on part of a VMA unmerges that part, splits the VMA and clears VM_MERGEABLE there', () => {
@@ -360,11 +357,11 @@ describe('§8.3 breaking sharing: ksmUnmerge (break_ksm)', () => {
     expect(a.vmas.all().map((v) => [v.start, v.end, v.flags.mergeable])).toEqual([[BASE, BASE + 8 * P, true], [BASE + 8 * P, END, false]]);
     expect(e.folio(a.translate(BASE + 8 * P).page!.folio).flags.ksm).toBe(false);
     expect(e.folio(a.translate(BASE).page!.folio).flags.ksm).toBe(true);
-    ok(e);
+    expectClean(e);
     // Merging it back joins the VMAs again.
     expect(madvise(e, a, BASE + 8 * P, 8 * P, 'MADV_MERGEABLE').ok).toBe(true);
     expect(a.vmas.all().map((v) => [v.start, v.end, v.flags.mergeable])).toEqual([[BASE, END, true]]);
-    ok(e);
+    expectClean(e);
   });
 
   it('§7.1 MADV_MERGEABLE: shared VMAs stay unmergeable, a hole gives ENOMEM after the mapped parts, an unaligned start EINVAL', () => {
@@ -377,6 +374,6 @@ describe('§8.3 breaking sharing: ksmUnmerge (break_ksm)', () => {
     expect(madvise(e, a, BASE, 12 * P, 'MADV_MERGEABLE')).toEqual({ ok: false, errno: 'ENOMEM' });
     expect(a.vmas.all().map((v) => v.flags.mergeable)).toEqual([true, false, true]);
     expect(madvise(e, a, BASE, 0, 'MADV_UNMERGEABLE')).toEqual({ ok: true, value: 0 });
-    ok(e);
+    expectClean(e);
   });
 });

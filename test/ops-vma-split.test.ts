@@ -6,9 +6,7 @@ import { Engine, linearPageIndex, type Mm, type Vma } from '../src/index.js';
 import { zeroPages } from '../src/mm/leaf.js';
 import { isolateRange, splitVma, vmaMergeAround } from '../src/mm/vma-split.js';
 import { rmapCandidates, rmapWalk } from '../src/rmap/rmap-walk.js';
-
-const P = 4096;
-const M2 = 0x200000;
+import { expectClean } from './ops-helpers.js';
 
 function space() {
   const e = new Engine({ ramPages: 1 << 16 });
@@ -39,8 +37,6 @@ function found(e: Engine, folio: number): Record<string, number[]> {
   return out;
 }
 
-const ok = (e: Engine) => expect(e.checkInvariants().problems).toEqual([]);
-
 describe('§2.2 splitVma', () => {
   it('§2.2 rule 1: the low part keeps pgoff, the high part gets pgoff + (a − s)/4096 (anon)', () => {
     const { e, mm } = space();
@@ -49,7 +45,7 @@ describe('§2.2 splitVma', () => {
     expect([low.start, low.end, low.pgoff]).toEqual([0x400000, 0x500000, 0x400]);
     expect([high.start, high.end, high.pgoff]).toEqual([0x500000, 0x800000, 0x500]);
     expect(mm.vmas.all()).toEqual([low, high]);
-    ok(e);
+    expectClean(e);
   });
 
   it('§2.2 rule 1: a file VMA with pgoff 0x10 split at +0x3000: high pgoff 0x13, both in i_mmap', () => {
@@ -60,7 +56,7 @@ describe('§2.2 splitVma', () => {
     expect(e.rmap.iMmap.has(low)).toBe(true);
     expect(e.rmap.iMmap.has(high)).toBe(true);
     expect(e.rmap.iMmap.has(v)).toBe(false);
-    ok(e);
+    expectClean(e);
   });
 
   it('§2.2 rule 2: both halves keep the anon_vma; the new VMA gets a copy of every AVC', () => {
@@ -77,7 +73,7 @@ describe('§2.2 splitVma', () => {
     expect(e.rmap.anon.chain(high).length).toBe(e.rmap.anon.chain(low).length);
     expect(av.numActiveVmas).toBe(active + 1);
     expect(e.folio(f).mapcount).toBe(1);
-    ok(e);
+    expectClean(e);
   });
 
   it('§2.2 a folio mapped in the high half stays reachable by rmapCandidates and rmap_walk after the split', () => {
@@ -90,7 +86,7 @@ describe('§2.2 splitVma', () => {
     expect(c).toEqual([[0x500000, 0x600000]]);
     expect(found(e, hi)).toEqual({ '500000': [0x600000, 0x601000, 0x602000, 0x603000] });
     expect(found(e, lo)).toEqual({ '400000': [0x401000] });
-    ok(e);
+    expectClean(e);
   });
 
   it('§2.2 a file folio in each half is found through i_mmap in its own half', () => {
@@ -104,7 +100,7 @@ describe('§2.2 splitVma', () => {
     expect(rmapCandidates(e, a).map((c) => [c.vma.start, c.address])).toEqual([[0x400000, 0x401000]]);
     expect(rmapCandidates(e, b).map((c) => [c.vma.start, c.address])).toEqual([[0x500000, 0x700000]]);
     expect(found(e, b)).toEqual({ '500000': [0x700000] });
-    ok(e);
+    expectClean(e);
   });
 
   it('§2.2 rule 3: a THP PMD straddling the split point becomes 512 PTEs (PTE-mapped THP), AnonExclusive carried', () => {
@@ -125,7 +121,7 @@ describe('§2.2 splitVma', () => {
     expect(w['400000']).toHaveLength(128);
     expect(w['680000']).toHaveLength(384);
     expect(high.pgoff).toBe(0x680);
-    ok(e);
+    expectClean(e);
   });
 
   it('§2.2 rule 3: a split at a 2 MiB boundary leaves PMDs whole', () => {
@@ -134,7 +130,7 @@ describe('§2.2 splitVma', () => {
     anonFolio(e, mm, 0x600000, 0x2000, 9, true);
     splitVma(e, mm, v, 0x600000);
     expect(mm.entryAt(0x600000).level).toBe('pmd');
-    ok(e);
+    expectClean(e);
   });
 
   it('§2.1 last row: a hugetlb VMA refuses a split not aligned to its page size (null, nothing changed)', () => {
@@ -144,7 +140,7 @@ describe('§2.2 splitVma', () => {
     expect(mm.vmas.all()).toEqual([v]);
     const [low, high] = splitVma(e, mm, v, 0x600000)!;
     expect([low.end, high.start, high.pgoff]).toEqual([0x600000, 0x600000, 0x600]);
-    ok(e);
+    expectClean(e);
   });
 });
 
@@ -157,7 +153,7 @@ describe('§2.2 isolateRange', () => {
     expect(inside.map((v: Vma) => [v.start, v.end, v.pgoff])).toEqual([[0x500000, 0x600000, 0x500], [0x600000, 0x700000, 0]]);
     expect(mm.vmas.all().map((v) => v.start)).toEqual([0x400000, 0x500000, 0x600000, 0x700000]);
     expect(mm.vmas.find(0x700000)!.pgoff).toBe(0x100);
-    ok(e);
+    expectClean(e);
   });
 
   it('§2.1 last row: a refused split at the far end changes nothing, not even the near end', () => {
@@ -167,7 +163,7 @@ describe('§2.2 isolateRange', () => {
     const before = mm.vmas.all().map((v) => [v.id, v.start, v.end]);
     expect(isolateRange(e, mm, 0x500000, 0x700000)).toBeNull();
     expect(mm.vmas.all().map((v) => [v.id, v.start, v.end])).toEqual(before);
-    ok(e);
+    expectClean(e);
   });
 });
 
@@ -182,7 +178,7 @@ describe('§2.2 vmaMergeAround', () => {
     expect(mm.vmas.all()).toEqual([merged]);
     expect(e.rmap.anon.of(merged)).not.toBeNull();
     expect(found(e, f)).toEqual({ '400000': [0x700000] });
-    ok(e);
+    expectClean(e);
   });
 
   it('§2.2 merging: an unfaulted neighbour (no anon_vma) merges with a faulted one and takes its anon_vma', () => {
@@ -193,7 +189,7 @@ describe('§2.2 vmaMergeAround', () => {
     const merged = vmaMergeAround(e, mm, mm.vmas.find(0x500000)!);
     expect([merged.start, merged.end]).toEqual([0x400000, 0x600000]);
     expect(found(e, f)).toEqual({ '400000': [0x400000] });
-    ok(e);
+    expectClean(e);
   });
 
   it('§2.2 merging: different flags, anon_vmas, files or non-contiguous pgoff do not merge', () => {
@@ -219,6 +215,6 @@ describe('§2.2 vmaMergeAround', () => {
     const m = vmaMergeAround(e, mm, f3);
     expect([m.start, m.end, m.pgoff]).toEqual([0xa00000, 0xc00000, 0x300]);
     expect(e.rmap.iMmap.has(m)).toBe(true);
-    ok(e);
+    expectClean(e);
   });
 });
