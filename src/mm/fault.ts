@@ -7,6 +7,7 @@ import type { Leaf } from '../model/pte-batch.js';
 import { linearPageIndex, thpVmaSuitableOrder, type Vma } from '../model/vma.js';
 import { rmapWalk } from '../rmap/rmap-walk.js';
 import type { FaultOutcome } from './errno.js';
+import { hugetlbFault } from './hugetlb-fault.js';
 import { leafPages, leavesIn, NONE_RAW, presentRaw, putFolio, viewLeaf, vmaPageProt, writeLeaves, zeroPages, type LeafView } from './leaf.js';
 import { newAnonRmap } from './rmap-primitives.js';
 import { opsState } from './state.js';
@@ -22,8 +23,7 @@ import { allocFolio, copyTags, doWpPage, faultEntry, faultLeafAt, installLeaves,
  * Not modelled: fault-around on file read faults (§5.7; only the faulting page is mapped), PMD mappings of
  * page-cache THPs and DAX huge faults (file faults use PTEs), NUMA migration after a hint fault (the PTE is
  * only rebuilt), userfaultfd registration (an MK-UW marker is cleared and the slot handled as NONE), the swap
- * cache (each swap-in makes its own folio), hugetlb faults other than on a present leaf (hugetlb_fault is
- * outside §5: SIGBUS).
+ * cache (each swap-in makes its own folio). Faults in hugetlb VMAs go to hugetlb-fault.ts.
  */
 
 /** A device's migrate_to_ram callback (§10.7, §11.4): brings `folio` back; an error outcome fails the fault. */
@@ -67,7 +67,7 @@ export function handleMmFault(engine: Engine, mm: Mm, addr: number, opts: FaultO
   const f = vma.flags;
   if (write ? !f.write : opts.exec ? !f.exec : !(f.read || f.write || f.exec)) return 'SIGSEGV';
   const v = faultLeafAt(engine, mm, addr);
-  if (f.hugetlb) return v.entry.kind === 'present' && (!write || v.entry.bits.write) ? markAccessed(engine, mm, v, write) : 'SIGBUS';
+  if (f.hugetlb) return hugetlbFault(engine, mm, vma, addr, write);
   if (v.level === 'pte') return handlePteFault(engine, mm, vma, addr, v, opts);
   // §5.1 steps 1-3: the PMD slot.
   if (v.kind === 'NONE') {
