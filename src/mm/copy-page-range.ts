@@ -1,27 +1,31 @@
+import { PresentRewrite } from '../model/present-rewrite.js';
 import { PvmwError, hex } from '../errors.js';
 import type { Engine } from '../model/engine.js';
-import { decodePresent, PAGE_SWP_EXCLUSIVE, PAGE_SWP_UFFD_WP, type PfnSoftleafKind, type PresentBits, type RawEntry } from '../model/entry.js';
-import type { FolioId, FolioInfo } from '../model/folio.js';
+import {
+  decodePresent, PAGE_SWP_EXCLUSIVE, PAGE_SWP_UFFD_WP, pteSpecial, type PfnSoftleafKind, type PresentBits, type RawEntry,
+} from '../model/entry.js';
+import { FOLIO_FLAG, type FolioId, type FolioInfo } from '../model/folio.js';
 import { PMD_SIZE } from '../model/geometry.js';
 import type { Mm } from '../model/mm.js';
-import type { Leaf } from '../model/pte-batch.js';
+import { LeafList } from '../model/pte-batch.js';
 import type { Vma } from '../model/vma.js';
 import type { Errno } from './errno.js';
 import { splitHugePmd } from './huge-pmd.js';
-import { leavesIn, presentRaw, softleafRaw, vmaPageProt, writeLeaves, type LeafView } from './leaf.js';
+import { leafViewer, presentRaw, softleafRaw, visitLeaves, vmaPageProt, writeLeaves, type LeafView } from './leaf.js';
 import { dupWouldFail, maybePinned, newAnonRmap, tryDupAnon } from './rmap-primitives.js';
 import { opsState } from './state.js';
 
 /**
  * copy_page_range for one parent/child VMA pair (kernel-operations.md §1.3–§1.6), in two steps so that fork can
  * fail without touching the parent (§1.1 step 4):
- * 1. planCopyPageRange reads the parent's leaves of the VMA once (leavesIn) and finds what the copy needs: new
+ * 1. planCopyPageRange reads the parent's leaves of the VMA once (visitLeaves) and finds what the copy needs: new
  *    folios for eager copies of pinned exclusive pages (§1.4 row 3, §1.5 row 2, §1.6), the pinned huge PMDs to
  *    split first (§1.5 row 2), and the reasons it would fail (ENOMEM: a device-exclusive entry whose folio lock
- *    is busy, a hwpoisoned page to copy).
- * 2. copyPageRange applies the plan: parent changes and child entries are computed per leaf, then written with
- *    one writeLeaves call per side (mapcounts follow the entries). The eager copies come from folios the caller
- *    allocated beforehand (CopyFolios).
+ *    is busy, a hwpoisoned page to copy). It keeps the leaves as raw records (a LeafList), not as views: views of
+ *    a large VMA kept until the copy cost more in garbage collection than viewing each leaf again.
+ * 2. copyPageRange applies the plan: parent changes and child entries are computed per leaf (present PTEs by
+ *    memoized bit rewrites, PresentRewrite), then written with one writeLeaves call per side (mapcounts follow
+ *    the entries). The eager copies come from folios the caller allocated beforehand (CopyFolios).
  * The child VMA is never uffd-wp registered (userfaultfd is not modelled), so the child's copies drop the
  * uffd-wp bit and uffd-wp markers (§1.4 P and MK-UW rows; the kernel does the same for every non-present copy).
  */
@@ -31,7 +35,8 @@ export type CopyFolioSize = 'small' | '2M' | '1G';
 export interface CopyPlan {
   src: Mm;
   vma: Vma;
-  leaves: LeafView[];
+  /** The parent's leaves of the VMA as the plan read them (raw: viewed again, one at a time, by the copy). */
+  leaves: LeafList;
   /** Folios the eager copies take: order 0 (PTE level) or hugetlb pages. */
   needs: Record<CopyFolioSize, number>;
   /** Pinned exclusive huge PMDs (their VAs), split before the copy (§1.5 row 2). */
@@ -56,9 +61,12 @@ function hwpoisoned(engine: Engine, f: FolioInfo, page: number, count: number): 
   return false;
 }
 
+/** The kinds of present leaves that are not special (pte_special: the zero pages and other special entries). */
+const MAPPING_KINDS = new Set(['P', 'PL', 'PN', 'PMD', 'HT']);
+
 /** An anon folio mapped (not a zero page or other special entry) by a present leaf. */
 function anonMapped(l: LeafView): FolioInfo | undefined {
-  return l.folio?.anon && l.entry.present && !l.entry.present.special ? l.folio : undefined;
+  return (l.folioFlags & FOLIO_FLAG.anon) !== 0 && MAPPING_KINDS.has(l.kind) ? l.folio : undefined;
 }
 
 /**
@@ -67,34 +75,44 @@ function anonMapped(l: LeafView): FolioInfo | undefined {
  * to be set iff the VMA holds a guard marker). An errno: the copy would fail (§1.4 DX and eager-copy rows).
  */
 export function planCopyPageRange(engine: Engine, src: Mm, vma: Vma): CopyPlan | Errno | null {
-  const leaves = leavesIn(engine, src, vma.start, vma.end);
-  if (engine.rmap.anon.of(vma) === null && !leaves.some((l) => l.kind === 'MK-GRD')) return null;
-  const plan: CopyPlan = { src, vma, leaves, needs: { small: 0, '2M': 0, '1G': 0 }, splitPmds: [] };
-  for (const l of leaves) {
-    const f = l.folio;
-    if (vma.flags.hugetlb !== null) {
-      // §1.6: a pinned exclusive anon hugetlb page gets a new huge page in the child.
-      const af = anonMapped(l);
-      if (af?.hugetlb && dupWouldFail(engine, af, 0, 1, src)) plan.needs[af.hugetlb]++;
-    } else if (l.level === 'pte') {
-      // §1.4 DX: the restore needs the folio lock (trylock); busy → fork fails with ENOMEM.
-      if (l.kind === 'DX' && f?.flags.locked) return 'ENOMEM';
-      const copied = (PRESENT_PTE.has(l.kind) && anonMapped(l)) || (l.kind === 'DX' && f?.anon ? f : undefined);
-      if (copied && dupWouldFail(engine, copied, l.page, 1, src)) {
-        if (hwpoisoned(engine, copied, l.page, 1)) return 'ENOMEM'; // §1.4 row 3: the copy fails, fork ENOMEM
-        plan.needs.small++;
-      }
-    } else if (vma.anon && (l.kind === 'PMD' || l.kind === 'PN')) {
-      // §1.5 row 2: split, then every page (AnonExclusive carried from the head by the split) is copied eagerly.
-      const af = anonMapped(l);
-      if (af && dupWouldFail(engine, af, 0, 1, src)) {
-        if (hwpoisoned(engine, af, 0, af.nrPages)) return 'ENOMEM';
-        plan.splitPmds.push(l.va);
-        plan.needs.small += af.nrPages;
-      }
+  const plan: CopyPlan = { src, vma, leaves: new LeafList(), needs: { small: 0, '2M': 0, '1G': 0 }, splitPmds: [] };
+  let guard = false;
+  let fails: Errno | null = null;
+  visitLeaves(engine, src, vma.start, vma.end, (l) => {
+    plan.leaves.push(l.va, l.level, l.raw.lo, l.raw.hi);
+    if (l.kind === 'MK-GRD') guard = true;
+    if (fails === null) fails = planLeaf(engine, plan, l);
+  }, false);
+  if (engine.rmap.anon.of(vma) === null && !guard) return null;
+  return fails ?? plan;
+}
+
+/** What one leaf needs of the copy (the plan's counts), or the errno the copy would fail with. */
+function planLeaf(engine: Engine, plan: CopyPlan, l: LeafView): Errno | null {
+  const { src, vma } = plan;
+  if (vma.flags.hugetlb !== null) {
+    // §1.6: a pinned exclusive anon hugetlb page gets a new huge page in the child.
+    const af = anonMapped(l);
+    if (af?.hugetlb && dupWouldFail(engine, af, 0, 1, src)) plan.needs[af.hugetlb]++;
+  } else if (l.level === 'pte') {
+    // §1.4 DX: the restore needs the folio lock (trylock); busy → fork fails with ENOMEM.
+    const f = l.kind === 'DX' ? l.folio : undefined;
+    if (f?.flags.locked) return 'ENOMEM';
+    const copied = (PRESENT_PTE.has(l.kind) && anonMapped(l)) || (f?.anon ? f : undefined);
+    if (copied && dupWouldFail(engine, copied, l.page, 1, src)) {
+      if (hwpoisoned(engine, copied, l.page, 1)) return 'ENOMEM'; // §1.4 row 3: the copy fails, fork ENOMEM
+      plan.needs.small++;
+    }
+  } else if (vma.anon && (l.kind === 'PMD' || l.kind === 'PN')) {
+    // §1.5 row 2: split, then every page (AnonExclusive carried from the head by the split) is copied eagerly.
+    const af = anonMapped(l);
+    if (af && dupWouldFail(engine, af, 0, 1, src)) {
+      if (hwpoisoned(engine, af, 0, af.nrPages)) return 'ENOMEM';
+      plan.splitPmds.push(l.va);
+      plan.needs.small += af.nrPages;
     }
   }
-  return plan;
+  return null;
 }
 
 /** pte_wrprotect on x86: RW cleared, the hardware dirty bit kept as SAVED_DIRTY (§1.4 P row). */
@@ -104,26 +122,36 @@ function wrprotect(b: PresentBits): PresentBits {
 
 /** Step 2: apply a plan, making the child's entries in `dst`/`dstVma` (same bounds and pgoff as plan.vma). */
 export function copyPageRange(engine: Engine, plan: CopyPlan, dst: Mm, dstVma: Vma, folios: CopyFolios): void {
-  let leaves = plan.leaves;
-  if (plan.splitPmds.length > 0) {
-    const split = new Set(plan.splitPmds);
-    for (const va of plan.splitPmds) splitHugePmd(engine, plan.src, plan.vma, va);
-    leaves = leaves.flatMap((l) => (l.level === 'pmd' && split.has(l.va) ? leavesIn(engine, plan.src, l.va, l.va + PMD_SIZE) : [l]));
-  }
+  const split = new Set(plan.splitPmds);
+  for (const va of plan.splitPmds) splitHugePmd(engine, plan.src, plan.vma, va);
   const c = new Copier(engine, plan, dst, dstVma, folios);
-  for (const l of leaves) c.copy(l);
+  const leaves = plan.leaves;
+  const view = leafViewer(engine, false);
+  for (let i = 0; i < leaves.length; i++) {
+    const va = leaves.vaAt(i);
+    const level = leaves.levelAt(i);
+    // A split PMD is copied as the PTEs it became.
+    if (level === 'pmd' && split.has(va)) visitLeaves(engine, plan.src, va, va + PMD_SIZE, (l) => c.copy(l), false);
+    else c.copy(view(va, level, leaves.loAt(i), leaves.hiAt(i)));
+  }
   c.finish();
 }
 
 class Copier {
-  private readonly parentOut: Leaf[] = [];
-  private readonly childOut: Leaf[] = [];
+  private readonly parentOut = new LeafList();
+  private readonly childOut = new LeafList();
   private readonly cow: boolean;
   private readonly shared: boolean;
   private readonly src: Mm;
   private readonly vma: Vma;
+  /** §1.4 P row, the parent's PTE: write-protected if COW and writable. */
+  private readonly parentPte: PresentRewrite;
+  /** §1.4 P row, the child's PTE: the parent's, old, no uffd-wp, clean if VM_SHARED. */
+  private readonly childPte: PresentRewrite;
   /** A run of consecutive pages of one folio whose try-dup is pending (the kernel's PTE batch; §1.4 note 1). */
-  private run: { f: FolioInfo; page: number; count: number } | null = null;
+  private runFolio: FolioInfo | null = null;
+  private runPage = 0;
+  private runCount = 0;
 
   constructor(
     private readonly engine: Engine,
@@ -136,6 +164,10 @@ class Copier {
     this.vma = plan.vma;
     this.cow = isCowMapping(plan.vma);
     this.shared = plan.vma.flags.shared;
+    const parent = (b: PresentBits): PresentBits => (this.cow && b.write ? wrprotect(b) : b);
+    const clean = this.shared ? { dirty: false, savedDirty: false } : {};
+    this.parentPte = new PresentRewrite('pte', parent);
+    this.childPte = new PresentRewrite('pte', (b) => ({ ...parent(b), young: false, uffdWp: false, ...clean }));
   }
 
   copy(l: LeafView): void {
@@ -153,15 +185,15 @@ class Copier {
   // --- §1.4 PTE level ----------------------------------------------------------------------------------
 
   private pte(l: LeafView): void {
-    const e = l.entry;
     switch (l.kind) {
       case 'P': case 'PL': case 'PN': case 'ZP': case 'SPECIAL':
-        return this.presentPte(l, e.present!, false);
+        return this.presentPte(l, l.raw, false);
       case 'DX':
         return this.presentPte(l, this.restoreExclusive(l), true);
       case 'SWAP': {
         // Exclusive bit cleared in the parent; the child's copy has neither it nor uffd-wp; swap count + 1.
         // Hand-placed swap entries may name a slot the swap space does not hold: no count to raise then.
+        const e = l.entry;
         const sw = opsState(this.engine).swap;
         if (e.swap && e.swap.type === 0 && sw.has(e.swap.offset)) sw.dup(e.swap.offset);
         this.setParent(l, clearSwp(l.raw, PAGE_SWP_EXCLUSIVE));
@@ -184,20 +216,17 @@ class Copier {
    * §1.4 P / PL / PN / ZP rows (and DX after its restore): try-dup, or an eager copy for a pinned exclusive page
    * (parent left as it is); write-protect both if COW and writable; the child's entry old, clean if VM_SHARED.
    */
-  private presentPte(l: LeafView, bits: PresentBits, restored: boolean): void {
-    const pfn = l.entry.number!;
-    const f = l.folio && !bits.special ? l.folio : undefined;
+  private presentPte(l: LeafView, raw: RawEntry, restored: boolean): void {
+    const f = l.folioId >= 0 && !pteSpecial(raw) ? l.folio : undefined;
     if (f?.anon) {
       if (dupWouldFail(this.engine, f, l.page, 1, this.src)) {
-        if (restored) this.setParent(l, presentRaw('pte', pfn, bits));
+        if (restored) this.setParent(l, raw);
         return this.eagerCopy(l, f);
       }
       this.dup(f, l.page, 1);
     }
-    const pbits = this.cow && bits.write ? wrprotect(bits) : bits;
-    this.setParent(l, presentRaw('pte', pfn, pbits));
-    const clean = this.shared ? { dirty: false, savedDirty: false } : {};
-    this.child(l, presentRaw('pte', pfn, { ...pbits, young: false, uffdWp: false, ...clean }));
+    this.setParent(l, this.parentPte.apply(raw));
+    this.child(l, this.childPte.apply(raw));
   }
 
   /**
@@ -205,15 +234,14 @@ class Copier {
    * and uffd-wp carried; writable iff VM_WRITE and the page may be made writable (AnonExclusive, not uffd-wp;
    * soft-dirty tracking is not modelled), dirty then if the folio is dirty. The lock was checked in the plan.
    */
-  private restoreExclusive(l: LeafView): PresentBits {
+  private restoreExclusive(l: LeafView): RawEntry {
     const e = l.entry;
     const f = l.folio;
     const exclusive = f ? this.engine.folios.lookup(f.namespace, f.number + l.page)?.anonExclusive === true : false;
     const writable = this.vma.flags.write && exclusive && !e.bits.uffdWp;
     const base = presentRaw('pte', e.number!, { ...vmaPageProt(this.vma), young: false, softDirty: e.bits.softDirty, uffdWp: e.bits.uffdWp });
-    const bits = decodePresent('pte', base).bits;
-    if (writable) return { ...bits, write: true, dirty: f?.flags.dirty === true };
-    return bits;
+    if (!writable) return base;
+    return presentRaw('pte', e.number!, { ...decodePresent('pte', base).bits, write: true, dirty: f?.flags.dirty === true });
   }
 
   /** §1.4 row 3: a new order-0 anon folio with the page's tag (§12.2), exclusive in the child VMA; dirty, young,
@@ -340,29 +368,30 @@ class Copier {
   // --- shared helpers ----------------------------------------------------------------------------------
 
   private setParent(l: LeafView, raw: RawEntry): void {
-    if (raw.lo !== l.raw.lo || raw.hi !== l.raw.hi) this.parentOut.push({ va: l.va, level: l.level, raw });
+    if (raw.lo !== l.raw.lo || raw.hi !== l.raw.hi) this.parentOut.push(l.va, l.level, raw.lo, raw.hi);
   }
 
   private child(l: LeafView, raw: RawEntry): void {
-    this.childOut.push({ va: l.va, level: l.level, raw });
+    this.childOut.push(l.va, l.level, raw.lo, raw.hi);
   }
 
   /** try-dup of PTE-mapped pages, batched over consecutive pages of one folio. */
   private dup(f: FolioInfo, page: number, count: number): void {
-    const r = this.run;
-    if (r && r.f.id === f.id && r.page + r.count === page) {
-      r.count += count;
+    if (this.runFolio?.id === f.id && this.runPage + this.runCount === page) {
+      this.runCount += count;
       return;
     }
     this.flushDup();
-    this.run = { f, page, count };
+    this.runFolio = f;
+    this.runPage = page;
+    this.runCount = count;
   }
 
   private flushDup(): void {
-    const r = this.run;
-    this.run = null;
-    if (r && !tryDupAnon(this.engine, r.f, r.page, r.count, this.src)) {
-      throw new PvmwError('INTERNAL', `try-dup of folio ${hex(r.f.id)} pages ${r.page}+${r.count} failed after the plan found it would not`);
+    const f = this.runFolio;
+    this.runFolio = null;
+    if (f && !tryDupAnon(this.engine, f, this.runPage, this.runCount, this.src)) {
+      throw new PvmwError('INTERNAL', `try-dup of folio ${hex(f.id)} pages ${this.runPage}+${this.runCount} failed after the plan found it would not`);
     }
   }
 

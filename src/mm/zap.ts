@@ -1,13 +1,13 @@
 import { PvmwError, hex } from '../errors.js';
 import type { Engine } from '../model/engine.js';
 import type { RawEntry } from '../model/entry.js';
-import type { FolioId } from '../model/folio.js';
+import { FOLIO_FLAG, type FolioId } from '../model/folio.js';
 import { PAGE_SIZE, PMD_SIZE } from '../model/geometry.js';
 import type { Mm } from '../model/mm.js';
-import type { Leaf } from '../model/pte-batch.js';
+import { LeafList } from '../model/pte-batch.js';
 import type { Vma } from '../model/vma.js';
 import { splitHugePmd } from './huge-pmd.js';
-import { leavesIn, NONE_RAW, putFolio, softleafRaw, writeLeaves, type LeafView } from './leaf.js';
+import { NONE_RAW, putFolio, softleafRaw, visitLeaves, writeLeaves, type LeafView } from './leaf.js';
 import { opsState } from './state.js';
 
 /**
@@ -78,31 +78,33 @@ export function zapPageRange(engine: Engine, mm: Mm, vma: Vma, start: number, en
   const res: ZapResult = { zapped: 0, kept: 0, freed: [] };
   if (start === end) return res;
   splitPartialPmds(engine, mm, vma, start, end);
-  const writes: Leaf[] = [];
-  const unmapped = new Set<FolioId>();
+  const writes = new LeafList();
+  // Folios whose mapping went, in first-unmapped order. A folio met again later (not next to itself) is listed
+  // again: putFolio of it then finds it freed, or as the first put left it (a put changes no other folio).
+  const unmapped: FolioId[] = [];
   const dirtied = new Set<FolioId>();
   const swapSlots: number[] = [];
   let uffdWpMarker: RawEntry | undefined;
-  for (const l of leavesIn(engine, mm, start, end)) {
+  visitLeaves(engine, mm, start, end, (l) => {
     const action = zapAction(vma, l, details);
     if (action === 'keep') {
       res.kept++;
-      continue;
+      return;
     }
     let raw = NONE_RAW;
-    if (action === 'unmap' && l.folio) {
-      unmapped.add(l.folio.id);
-      const p = l.entry.present;
-      if (p && !l.folio.anon && l.level === 'pte') {
-        if (p.dirty || p.savedDirty) dirtied.add(l.folio.id);
+    if (action === 'unmap' && l.folioId >= 0) {
+      if (unmapped[unmapped.length - 1] !== l.folioId) unmapped.push(l.folioId);
+      if ((l.folioFlags & FOLIO_FLAG.anon) === 0 && l.level === 'pte' && l.entry.present) {
+        const p = l.entry.present;
+        if (p.dirty || p.savedDirty) dirtied.add(l.folioId);
         if (p.uffdWp && !details.dropMarkers) raw = uffdWpMarker ??= softleafRaw(engine, { kind: 'marker', uffdWp: true });
       }
     } else if (l.kind === 'SWAP' && l.entry.swap && l.entry.swap.type === 0) {
       swapSlots.push(l.entry.swap.offset);
     }
-    writes.push({ va: l.va, level: l.level, raw });
+    writes.push(l.va, l.level, raw.lo, raw.hi);
     res.zapped++;
-  }
+  }, false);
   writeLeaves(engine, mm, writes);
   const s = opsState(engine);
   for (const id of dirtied) engine.folios.setFlags(id, { dirty: true });

@@ -13,7 +13,7 @@ import {
   ptePresent,
   rawHex,
 } from './entry.js';
-import { geometry, type LevelName } from './geometry.js';
+import { geometry, type LeafLevel, type LevelName } from './geometry.js';
 import type { DeviceModel, EngineSettings } from './settings.js';
 import { type SoftleafKind, type SoftleafTable, isDevicePrivateKind, softleafTable } from './softleaf.js';
 
@@ -99,7 +99,7 @@ function softleafExclusive(kind: SoftleafKind): boolean {
   );
 }
 
-function decodePresentLeaf(raw: RawEntry, level: 'pte' | 'pmd' | 'pud'): DecodedEntry {
+function decodePresentLeaf(raw: RawEntry, level: LeafLevel): DecodedEntry {
   const { pfn, bits } = decodePresent(level, raw);
   return {
     kind: 'present',
@@ -162,33 +162,46 @@ function simple(kind: 'none' | 'table', level: LevelName): DecodedEntry {
  */
 export function decodeEntry(raw: RawEntry, level: LevelName, ctx: DecodeContext): DecodedEntry {
   checkRaw(raw);
+  switch (entryClass(raw, level)) {
+    case 'none': return simple('none', level);
+    case 'table': return simple('table', level);
+    case 'present': return decodePresentLeaf(raw, level as LeafLevel);
+    default: return decodeSwapFormat(raw, level, ctx);
+  }
+}
+
+/**
+ * What decodeEntry makes of an entry at a level before reading its bits (the rules above): none, a table
+ * pointer, a present leaf or a swap-format entry; the same BAD_ENTRY refusals. The halves must be u32.
+ */
+export function entryClass(raw: RawEntry, level: LevelName): 'none' | 'table' | 'present' | 'swap' {
   const lo = raw.lo;
   switch (level) {
     case 'pte':
-      if (pteNone(raw)) return simple('none', level);
-      if (ptePresent(raw)) return decodePresentLeaf(raw, level);
-      return decodeSwapFormat(raw, level, ctx);
+      if (pteNone(raw)) return 'none';
+      if (ptePresent(raw)) return 'present';
+      return 'swap';
     case 'pmd':
     case 'pud': {
-      if (entryIsZero(raw)) return simple('none', level);
+      if (entryIsZero(raw)) return 'none';
       const p = (lo & PAGE_PRESENT) !== 0;
       if ((lo & PAGE_PSE) !== 0) {
-        if (p || (lo & PAGE_PROTNONE) !== 0) return decodePresentLeaf(raw, level);
+        if (p || (lo & PAGE_PROTNONE) !== 0) return 'present';
         throw new PvmwError('BAD_ENTRY', `${level.toUpperCase()} ${rawHex(raw)} has PSE set with P and PROTNONE clear (an invalidated huge entry)`);
       }
-      if (p) return simple('table', level);
-      return decodeSwapFormat(raw, level, ctx);
+      if (p) return 'table';
+      return 'swap';
     }
     case 'pgd':
     case 'p4d':
-      if (entryIsZero(raw)) return simple('none', level);
+      if (entryIsZero(raw)) return 'none';
       if ((lo & PAGE_PRESENT) === 0) {
         throw new PvmwError('BAD_ENTRY', `${level.toUpperCase()} ${rawHex(raw)} is not present and not zero: no swap entries at this level`);
       }
       if ((lo & PAGE_PSE) !== 0) {
         throw new PvmwError('BAD_ENTRY', `${level.toUpperCase()} ${rawHex(raw)} has PSE set: x86-64 has no leaves at this level`);
       }
-      return simple('table', level);
+      return 'table';
     default:
       throw new PvmwError('BAD_SETTING', `level must be pgd, p4d, pud, pmd or pte, got ${JSON.stringify(level)}`);
   }

@@ -182,10 +182,7 @@ export function decodePresent(level: LeafLevel, e: RawEntry): { pfn: number; bit
     throw new PvmwError('BAD_ENTRY', `${level.toUpperCase()} ${rawHex(e)} has PSE clear: it is a table pointer, not a leaf`);
   }
   const p = (lo & PAGE_PRESENT) !== 0;
-  // L1TF: a non-zero entry with P clear stores its PFN bits inverted.
-  const fLo = p ? lo : ~lo;
-  const fHi = p ? hi : ~hi;
-  const pfn = ((fLo & PFN_LO_MASK[level]) >>> 12) + (fHi & PFN_HI_MASK) * TWO20;
+  const pfn = presentPfn(level, e);
   const bits: PresentBits = {
     write: (lo & PAGE_RW) !== 0,
     user: (lo & PAGE_USER) !== 0,
@@ -195,7 +192,7 @@ export function decodePresent(level: LeafLevel, e: RawEntry): { pfn: number; bit
     dirty: (lo & PAGE_DIRTY) !== 0,
     global: p && (lo & PAGE_GLOBAL) !== 0,
     pat: (lo & (level === 'pte' ? PAGE_PAT : PAGE_PAT_LARGE)) !== 0,
-    special: (lo & PAGE_SPECIAL) !== 0,
+    special: pteSpecial(e),
     uffdWp: (lo & PAGE_UFFD_WP) !== 0,
     softDirty: (lo & PAGE_SOFT_DIRTY) !== 0,
     savedDirty: (hi & PAGE_SAVED_DIRTY_HI) !== 0,
@@ -206,7 +203,23 @@ export function decodePresent(level: LeafLevel, e: RawEntry): { pfn: number; bit
   return { pfn, bits };
 }
 
+/**
+ * The pfn of a present leaf (pte_pfn/pmd_pfn/pud_pfn), the L1TF inversion undone (P clear: the PFN field is
+ * stored inverted). Unchecked: the caller knows the entry is a present leaf of `level` (decodePresent checks).
+ */
+export function presentPfn(level: LeafLevel, e: RawEntry): number {
+  const p = (e.lo & PAGE_PRESENT) !== 0;
+  const fLo = p ? e.lo : ~e.lo;
+  const fHi = p ? e.hi : ~e.hi;
+  return ((fLo & PFN_LO_MASK[level]) >>> 12) + (fHi & PFN_HI_MASK) * TWO20;
+}
+
 // ---- §3.2 derived predicates (NEWEST x86) ----------------------------------------------------------------
+
+/** pte_special (and pmd_special): SOFTW1 of a present entry. */
+export function pteSpecial(e: RawEntry): boolean {
+  return (e.lo & PAGE_SPECIAL) !== 0;
+}
 
 /** pte_none: zero once A and D are masked off (the KNL erratum may set them on a cleared entry). */
 export function pteNone(e: RawEntry): boolean {

@@ -2,7 +2,7 @@ import { PvmwError, hex } from '../errors.js';
 import type { WasmInstance } from '../wasm/loader.js';
 import type { Namespace } from './decode.js';
 import { PMD_ORDER, PUD_ORDER } from './geometry.js';
-import type { PhysMem } from './physmem.js';
+import { NS_CODE, type PhysMem } from './physmem.js';
 
 /**
  * Folios (spec §6.5, kernel-operations.md §0.3): naturally aligned blocks of 2^order pages of RAM or
@@ -27,6 +27,8 @@ export const FOLIO_FLAG = {
   devicePrivate: 1 << 17,
   hugetlb1G: 1 << 18,
 } as const;
+/** The order bits of flagWord (assembly/memmap.ts PG_ORDER_MASK). */
+export const FOLIO_ORDER_MASK = 0x1f;
 export type FolioFlagName = 'ksm' | 'dirty' | 'swapbacked' | 'locked' | 'lru' | 'mlocked';
 const SETTABLE: readonly FolioFlagName[] = ['ksm', 'dirty', 'swapbacked', 'locked', 'lru', 'mlocked'];
 /** Per-page flags as assembly/memmap.ts pageFlags reports them. */
@@ -183,9 +185,14 @@ export class Folios {
 
   info(id: FolioId): FolioInfo {
     this.require(id);
+    return this.infoOf(id, this.flagWord(id));
+  }
+
+  /** info of a folio known to be live (a head from headOf or headOfIndex) whose flagWord was read already. */
+  infoOf(id: FolioId, word: number): FolioInfo {
     const x = this.wasm.exports;
-    const w = x.folioFlags(id) >>> 0;
-    const order = x.folioOrder(id);
+    const w = word & ~FOLIO_ORDER_MASK;
+    const order = word & FOLIO_ORDER_MASK;
     const { namespace, number } = this.mem.numberOf(id);
     const anon = (w & FOLIO_FLAG.anon) !== 0;
     const mapping = x.folioMapping(id) >>> 0;
@@ -210,7 +217,7 @@ export class Folios {
       anonVma: anon ? mapping : null,
       index: x.folioIndex(id),
       mapcount: x.folioMapcount(id) >>> 0,
-      entireMapcount: x.entireMapcount(id) >>> 0,
+      entireMapcount: order === 0 ? 0 : x.entireMapcount(id) >>> 0, // order 0 has none (assembly/memmap.ts)
       flags,
     };
   }
@@ -235,6 +242,31 @@ export class Folios {
   /** The head (folio id) of the folio holding (namespace, number), or -1 if that page is in no folio. */
   headOf(namespace: Namespace, number: number): FolioId {
     return this.wasm.exports.folioOf(this.mem.index(namespace, number));
+  }
+
+  /** The global memmap index of (namespace, number), or -1 if it lies beyond physical and device memory. */
+  indexAt(namespace: Namespace, number: number): number {
+    return this.wasm.exports.indexOf(NS_CODE[namespace], number);
+  }
+
+  /** The head (folio id) of the folio holding global memmap index g (from indexAt), or -1. */
+  headOfIndex(g: number): FolioId {
+    return this.wasm.exports.folioOf(g);
+  }
+
+  /**
+   * A cheap look at a folio's kind (no FolioInfo): its FOLIO_FLAG bits | its order (bits 0..4). `head` must be a
+   * folio's id, as headOf and headOfIndex return.
+   */
+  flagWord(head: FolioId): number {
+    const x = this.wasm.exports;
+    return (x.folioFlags(head) >>> 0) | (x.folioOrder(head) & FOLIO_ORDER_MASK);
+  }
+
+  /** folio_mapcount (FolioInfo.mapcount) of a live folio, read alone. */
+  mapcount(id: FolioId): number {
+    this.require(id);
+    return this.wasm.exports.folioMapcount(id) >>> 0;
   }
 
   /** Every live folio's id, in memmap order. */

@@ -3,7 +3,7 @@ import type { Engine } from '../model/engine.js';
 import type { FolioId, FolioInfo } from '../model/folio.js';
 import type { Mm } from '../model/mm.js';
 import { EFAULT, vmaAddress, type Vma } from '../model/vma.js';
-import { walkBatch, type WalkRequest } from '../walk/pvmw.js';
+import { walkBatch, type BatchResult } from '../walk/pvmw.js';
 import { PVMW_DEVICE_PRIVATE, type WalkKey, type WalkMatch } from '../walk/types.js';
 import type { LeafLevel } from '../model/geometry.js';
 
@@ -35,22 +35,31 @@ export interface RmapWalkControl {
   /** Skip a VMA (invalid_vma). */
   invalidVma?(vma: Vma, mm: Mm): boolean;
   /** Per candidate, with its walk's matches in address order; false stops the folio's walk (rmap_one). */
-  rmapOne(c: RmapCandidate, matches: WalkMatch[]): boolean;
+  rmapOne?(c: RmapCandidate, matches: WalkMatch[]): boolean;
+  /**
+   * rmap_one at a lower level, taken instead of rmapOne when given: the candidate's matches are rows
+   * [from, to) of the batch result `r` (address order), and no object is made per match.
+   */
+  rmapOneRows?(c: RmapCandidate, r: BatchResult, from: number, to: number): boolean;
   /** Checked after each rmap_one; true stops the folio's walk (done). */
   done?(folio: FolioId): boolean;
 }
 
 /** Candidate VMAs of one folio, in the order rmap_walk visits them. */
 export function rmapCandidates(engine: Engine, folio: FolioId): RmapCandidate[] {
-  const f = engine.folio(folio);
-  if (f.flags.ksm) return ksmCandidates(engine, f);
   const out: RmapCandidate[] = [];
+  forEachCandidate(engine, engine.folio(folio), (mm, vma, address) => out.push({ folio, mm, vma, address }));
+  return out;
+}
+
+/** The candidates of a folio, in rmap_walk's order, handed to `visit` (mm, VMA, vma_address or the item's). */
+function forEachCandidate(engine: Engine, f: FolioInfo, visit: (mm: Mm, vma: Vma, address: number) => void): void {
+  if (f.flags.ksm) return ksmCandidates(engine, f, visit);
   const first = f.index;
   const last = f.index + f.nrPages - 1;
   const push = (vma: Vma) => {
     const address = vmaAddress(vma, f.index, f.nrPages);
-    if (address === EFAULT) return;
-    out.push({ folio, mm: engine.mm(vma.mm), vma, address });
+    if (address !== EFAULT) visit(engine.mm(vma.mm), vma, address);
   };
   if (f.anon) {
     const av = f.anonVma !== null ? engine.rmap.anon.get(f.anonVma) : undefined;
@@ -58,25 +67,22 @@ export function rmapCandidates(engine: Engine, folio: FolioId): RmapCandidate[] 
   } else if (f.file !== null) {
     for (const vma of engine.rmap.iMmap.query(f.file, first, last)) push(vma);
   }
-  return out;
 }
 
 /** rmap_walk_ksm (kernel-operations.md §8.4): pass 1 over every rmap_item for its own mm's VMAs, pass 2 for forked mms'. */
-function ksmCandidates(engine: Engine, f: FolioInfo): RmapCandidate[] {
+function ksmCandidates(engine: Engine, f: FolioInfo, visit: (mm: Mm, vma: Vma, address: number) => void): void {
   const node = f.anonVma !== null ? engine.rmap.ksm.get(f.anonVma) : undefined;
-  if (!node) return [];
-  const out: RmapCandidate[] = [];
+  if (!node) return;
   for (const sameMm of [true, false]) {
     for (const item of node.items) {
       for (const avc of item.anonVma.tree.all()) {
         const vma = avc.vma;
         if ((vma.mm === item.mm) !== sameMm) continue;
         if (item.address < vma.start || item.address >= vma.end) continue;
-        out.push({ folio: f.id, mm: engine.mm(vma.mm), vma, address: item.address });
+        visit(engine.mm(vma.mm), vma, item.address);
       }
     }
   }
-  return out;
 }
 
 /** The walk key of a folio for an interface (DEFINE_FOLIO_VMA_WALK, or the folio-keyed proposal of D2). */
@@ -90,6 +96,9 @@ export function folioWalkKey(engine: Engine, f: FolioInfo, flags: number, iface:
 const LEVELS: LeafLevel[] = ['pte', 'pmd', 'pud'];
 const LOCKS = [null, 'pte', 'pmd', 'hugetlb'] as const;
 
+/** A candidate and its walk request in one object (the request's key is the folio's). */
+type Job = RmapCandidate & { key: WalkKey };
+
 /**
  * rmap_walk for each folio of `folios`: candidates, one batched walk, then rmap_one per candidate with its
  * matches (stopping a folio's walk when rmap_one returns false or done() says so). Returns the number of walks.
@@ -99,36 +108,53 @@ export function rmapWalk(engine: Engine, folios: readonly FolioId[], rwc: RmapWa
   if (iface !== 'pfn' && iface !== 'folio-range' && iface !== 'folio-identity') {
     throw new PvmwError('BAD_SETTING', `walk interface must be pfn, folio-range or folio-identity, got ${JSON.stringify(iface)}`);
   }
-  const cands: RmapCandidate[] = [];
-  const requests: WalkRequest[] = [];
+  const rows = rwc.rmapOneRows;
+  const one = rwc.rmapOne;
+  if (!rows && !one) throw new PvmwError('BAD_SETTING', 'rmap_walk needs rmapOne or rmapOneRows');
+  const jobs: Job[] = [];
   for (const id of folios) {
     const f = engine.folio(id);
     const key = folioWalkKey(engine, f, rwc.flags ?? 0, iface);
-    for (const c of rmapCandidates(engine, id)) {
-      if (rwc.invalidVma?.(c.vma, c.mm)) continue;
-      cands.push(c);
-      requests.push({ mm: c.mm, vma: c.vma, key, address: c.address });
+    const from = jobs.length;
+    forEachCandidate(engine, f, (mm, vma, address) => jobs.push({ folio: id, mm, vma, address, key }));
+    if (rwc.invalidVma) {
+      // invalid_vma is asked once the folio's candidates are all found, in their order.
+      let to = from;
+      for (let j = from; j < jobs.length; j++) if (!rwc.invalidVma(jobs[j].vma, jobs[j].mm)) jobs[to++] = jobs[j];
+      jobs.length = to;
     }
   }
-  if (requests.length === 0) return 0;
-  const r = walkBatch(engine, requests);
-  const byJob: WalkMatch[][] = cands.map(() => []);
+  if (jobs.length === 0) return 0;
+  const r = walkBatch(engine, jobs);
+  // Each job's matches are the rows [start[j], start[j + 1]).
+  const start = new Uint32Array(jobs.length + 1);
   for (let i = 0; i < r.matches; i++) {
-    const lk = LOCKS[r.lockKind[i]];
-    if (lk === null) throw new PvmwError('INTERNAL', `match ${i} at ${hex(r.address[i])} holds no lock`);
-    byJob[r.job[i]].push({
+    if (LOCKS[r.lockKind[i]] === null) throw new PvmwError('INTERNAL', `match ${i} at ${hex(r.address[i])} holds no lock`);
+    if (i > 0 && r.job[i] < r.job[i - 1]) throw new PvmwError('INTERNAL', `match ${i} of job ${r.job[i]} comes after job ${r.job[i - 1]}`);
+    start[r.job[i] + 1]++;
+  }
+  for (let j = 0; j < jobs.length; j++) start[j + 1] += start[j];
+  let stopped = -1;
+  for (let j = 0; j < jobs.length; j++) {
+    const c = jobs[j];
+    if (c.folio === stopped) continue;
+    const go = rows ? rows(c, r, start[j], start[j + 1]) : one!(c, matchesOf(r, start[j], start[j + 1]));
+    if (!go || rwc.done?.(c.folio)) stopped = c.folio;
+  }
+  return jobs.length;
+}
+
+/** Rows [from, to) of a batch result as WalkMatch objects. */
+function matchesOf(r: BatchResult, from: number, to: number): WalkMatch[] {
+  const out: WalkMatch[] = [];
+  for (let i = from; i < to; i++) {
+    out.push({
       address: r.address[i],
       level: LEVELS[r.level[i]],
       raw: { lo: r.entryLo[i], hi: r.entryHi[i] },
-      lock: { kind: lk, table: r.lockTable[i] },
+      lock: { kind: LOCKS[r.lockKind[i]]!, table: r.lockTable[i] },
       flags: r.flags[i],
     });
   }
-  let stopped = -1;
-  for (let j = 0; j < cands.length; j++) {
-    const c = cands[j];
-    if (c.folio === stopped) continue;
-    if (!rwc.rmapOne(c, byJob[j]) || rwc.done?.(c.folio)) stopped = c.folio;
-  }
-  return cands.length;
+  return out;
 }
