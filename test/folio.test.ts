@@ -24,7 +24,7 @@ describe('Folios (issue item 6; spec §6.5, kernel-operations §0.3)', () => {
       expect(f).toEqual({
         id, namespace: 'pfn', number: pfn, order, nrPages: 2 ** order, devicePrivate: false, hugetlb: null,
         anon: true, file: null, anonVma: 0, index: 0, mapcount: 0, entireMapcount: 0,
-        flags: { ksm: false, dirty: false, swapbacked: false, locked: false, lru: false, mlocked: false },
+        flags: { ksm: false, dirty: false, swapbacked: true, locked: false, lru: false, mlocked: false }, // anon: swapbacked from birth
       });
       for (const k of new Set([0, 1, 2 ** order >> 1, 2 ** order - 1])) {
         if (k >= 2 ** order) continue;
@@ -63,6 +63,9 @@ describe('Folios (issue item 6; spec §6.5, kernel-operations §0.3)', () => {
     expect(e.folio(f).flags).toEqual({ ksm: false, dirty: true, swapbacked: false, locked: true, lru: false, mlocked: true });
     expect(e.folio(k).flags.ksm).toBe(true);
     expect(e.folio(e.createFolio({ number: 64, file: 2 ** 32 - 1 })).file).toBe(2 ** 32 - 1);
+    // Anon folios are swap-backed unless made lazyfree on purpose; file folios never are.
+    expect(e.folio(k).flags.swapbacked).toBe(true);
+    expect(e.folio(e.createFolio({ number: 80, flags: { swapbacked: false } })).flags.swapbacked).toBe(false);
   });
 
   it('index values above 2^32, up to 2^44 − 1, round-trip (anon and file, every order)', () => {

@@ -55,6 +55,7 @@ export interface FolioSpec {
   anonVma?: number;
   /** folio->index (default 0). */
   index?: number;
+  /** Folio flags; anon folios are swapbacked unless `swapbacked: false` is given (a lazyfree folio). */
   flags?: Partial<Record<FolioFlagName, boolean>>;
 }
 
@@ -149,7 +150,8 @@ export class Folios {
       mapping = wholeIn('file', spec.file, MAPPING_LIMIT);
       if (spec.anonVma !== undefined) throw new PvmwError('BAD_SETTING', `a folio is anon or file, not both (file ${spec.file}, anonVma ${spec.anonVma})`);
     } else {
-      flags |= FOLIO_FLAG.anon;
+      // Anon folios are swap-backed from birth (folio_add_new_anon_rmap); only MADV_FREE clears it (lazyfree).
+      flags |= FOLIO_FLAG.anon | (spec.flags?.swapbacked === false ? 0 : FOLIO_FLAG.swapbacked);
       mapping = wholeIn('anonVma', spec.anonVma ?? 0, MAPPING_LIMIT);
     }
     const index = wholeIn('index', spec.index ?? 0, INDEX_LIMIT);
