@@ -82,10 +82,10 @@ function toJob(engine: Engine, r: WalkRequest, stopFirst = false): WalkJob {
     if (key.strategy !== 'range' && key.strategy !== 'identity') {
       throw new PvmwError('BAD_SETTING', `strategy must be range or identity, got ${JSON.stringify(key.strategy)}`);
     }
-    const f = engine.folio(key.folio);
+    engine.folios.require(key.folio);
     mode = KEY_MODE[key.strategy];
     number = key.folio;
-    nrOrPage = key.page === undefined ? -1 : key.folio + whole(`page of folio ${hex(key.folio)}`, key.page, 0, f.nrPages - 1);
+    nrOrPage = key.page === undefined ? -1 : key.folio + whole(`page of folio ${hex(key.folio)}`, key.page, 0, engine.folio(key.folio).nrPages - 1);
   } else {
     throw new PvmwError('BAD_SETTING', `walk key kind must be pfn or folio, got ${JSON.stringify((key as { kind: unknown }).kind)}`);
   }
