@@ -3,7 +3,7 @@
 import { expect } from 'vitest';
 import { Engine, PMD_SIZE, linearPageIndex, type EntrySpec, type FolioId, type Mm, type VmaFlags } from '../src/index.js';
 import { leavesIn, type LeafView } from '../src/mm/leaf.js';
-import { folioAge } from '../src/mm/page-idle.js';
+import { folioAge } from '../src/mm/folio-age.js';
 import { opsState } from '../src/mm/state.js';
 import { rmapWalk } from '../src/rmap/rmap-walk.js';
 

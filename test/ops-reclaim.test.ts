@@ -8,7 +8,8 @@ import { opsState, setOpsPolicy } from '../src/mm/state.js';
 import { TTU_SPLIT_HUGE_PMD, TTU_SYNC, tryToUnmap } from '../src/mm/try-to-unmap.js';
 import { folioReferenced } from '../src/mm/folio-referenced.js';
 import { folioMkclean, mappingWrprotectRange, pfnMkcleanRange } from '../src/mm/mkclean.js';
-import { damonFolioMkold, damonFolioYoung, folioAge, pageIdleClearPteRefs, pageIdleMark, pageIdleRead } from '../src/mm/page-idle.js';
+import { damonFolioMkold, damonFolioYoung, pageIdleClearPteRefs, pageIdleMark, pageIdleRead } from '../src/mm/page-idle.js';
+import { folioAge } from '../src/mm/folio-age.js';
 import { expectPvmwError } from './helpers.js';
 import { engineSnapshot, expectClean } from './ops-helpers.js';
 import { FILE, IFACES, P, anon, engine, pte, solo, space, swapAt, type Iface } from './ops-reclaim-helpers.js';
@@ -156,6 +157,18 @@ describe('§5 page_idle_clear_pte_refs_one, damon_folio_mkold_one / damon_folio_
     const d = mm.entryAt(addr).entry;
     writeLeaves(e, mm, [{ va: addr, level: 'pte', raw: presentRaw('pte', d.number!, { ...d.present!, young: true }) }]);
   }
+
+  it('PG_idle / PG_young do not outlive the folio: the allocator clears them when it frees it (a new folio at that pfn starts clear)', () => {
+    const e = new Engine({ ramPages: 1 << 12 });
+    const alloc = opsState(e).alloc;
+    const id = alloc.alloc({ order: 0, anonVma: 0 })!;
+    folioAge(e).setIdle(id);
+    folioAge(e).setYoung(id);
+    alloc.free(id);
+    const again = alloc.alloc({ order: 0, anonVma: 0 })!;
+    expect(again).toBe(id); // the freed block is reused first
+    expect([folioAge(e).isIdle(again), folioAge(e).isYoung(again)]).toEqual([false, false]);
+  });
 
   it('§5 page_idle: marking clears young bits (folio young, then idle); an access makes the read say not idle', () => {
     const { e, a, b, F } = space();

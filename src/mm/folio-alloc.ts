@@ -1,6 +1,7 @@
 import { PvmwError } from '../errors.js';
 import type { Engine } from '../model/engine.js';
 import type { FolioId, FolioSpec } from '../model/folio.js';
+import { folioAge } from './folio-age.js';
 
 /**
  * The page allocator of the operations layer: where a new folio lands in RAM is a simulator decision
@@ -54,6 +55,7 @@ export class FolioAllocator {
   free(id: FolioId): void {
     const f = this.engine.folio(id);
     this.engine.freeFolio(id);
+    folioAge(this.engine).forget(id); // the allocator resets page flags (PG_idle, PG_young)
     if (this.engine.memory.rangeOf(f.namespace, f.number)?.kind !== 'ram') return;
     let list = this.freed.get(f.order);
     if (!list) this.freed.set(f.order, (list = []));

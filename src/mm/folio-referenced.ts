@@ -6,7 +6,8 @@ import type { VmaFlags } from '../model/vma.js';
 import { rmapWalk } from '../rmap/rmap-walk.js';
 import { PVMW_PGTABLE_CROSSED } from '../walk/types.js';
 import { writeLeaves } from './leaf.js';
-import { clearYoungLeaf, folioAge } from './page-idle.js';
+import { clearYoungLeaf } from './page-idle.js';
+import { folioAge } from './folio-age.js';
 import { opsState } from './state.js';
 
 /**

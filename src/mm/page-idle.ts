@@ -7,6 +7,7 @@ import { rmapWalk } from '../rmap/rmap-walk.js';
 import type { WalkMatch } from '../walk/types.js';
 import { presentRaw, writeLeaves } from './leaf.js';
 import { opsState } from './state.js';
+import { folioAge } from './folio-age.js';
 
 /**
  * Idle page tracking (mm/page_idle.c) and DAMON's rmap-based access checks (mm/damon/ops-common.c), the
@@ -15,53 +16,9 @@ import { opsState } from './state.js';
  * opsState(engine).policy.walkInterface); the young bits it clears are written with one writeLeaves per mm.
  *
  * PG_idle and PG_young are folio flags in the kernel (64-bit: real page flags). pvmw's memmap has no bits for
- * them, so they live here, per engine, keyed by folio id (FolioAge). Nothing clears them when a folio is freed
- * (the kernel's page allocator resets page flags): `forget` is there for whoever frees a folio.
+ * them, so they live beside it, per engine, keyed by folio id (folio-age.ts); the page allocator clears them
+ * when it frees a folio, as the kernel's resets page flags.
  */
-
-/** PG_idle / PG_young of every folio of one engine (absent = clear). */
-export class FolioAge {
-  private readonly idle = new Set<FolioId>();
-  private readonly young = new Set<FolioId>();
-
-  isIdle(id: FolioId): boolean {
-    return this.idle.has(id);
-  }
-
-  setIdle(id: FolioId, on = true): void {
-    if (on) this.idle.add(id);
-    else this.idle.delete(id);
-  }
-
-  isYoung(id: FolioId): boolean {
-    return this.young.has(id);
-  }
-
-  setYoung(id: FolioId, on = true): void {
-    if (on) this.young.add(id);
-    else this.young.delete(id);
-  }
-
-  /** folio_test_clear_young. */
-  testClearYoung(id: FolioId): boolean {
-    return this.young.delete(id);
-  }
-
-  /** Drop both flags (the folio was freed). */
-  forget(id: FolioId): void {
-    this.idle.delete(id);
-    this.young.delete(id);
-  }
-}
-
-const ages = new WeakMap<Engine, FolioAge>();
-
-/** The PG_idle / PG_young flags of an engine's folios, made on first use. */
-export function folioAge(engine: Engine): FolioAge {
-  let a = ages.get(engine);
-  if (!a) ages.set(engine, (a = new FolioAge()));
-  return a;
-}
 
 /**
  * ptep/pmdp_test_and_clear_young for one walk match: a present entry (P or PROTNONE) with the accessed bit

@@ -9,7 +9,6 @@ import { pageVmaMappedWalk } from '../walk/pvmw.js';
 import { PVMW_PGTABLE_CROSSED, PVMW_SYNC, type WalkMatch } from '../walk/types.js';
 import { splitHugePmd } from './huge-pmd.js';
 import { NONE_RAW, presentRaw, putFolio, softleafRaw, writeLeaves } from './leaf.js';
-import { folioAge } from './page-idle.js';
 import { tryShareAnon } from './rmap-primitives.js';
 import { opsState } from './state.js';
 
@@ -75,7 +74,7 @@ export function tryToUnmap(engine: Engine, folio: FolioId, opts: TryToUnmapOptio
   for (const [mm, leaves] of u.writes) writeLeaves(engine, mm, leaves);
   const after = engine.folio(folio);
   if (after.mapcount > 0) return false;
-  if (after.anon && putFolio(engine, folio)) folioAge(engine).forget(folio);
+  if (after.anon) putFolio(engine, folio); // the allocator drops its PG_idle / PG_young
   return true;
 }
 
