@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { Engine, linearPageIndex, type Mm, type Vma } from '../src/index.js';
 import { zeroPages } from '../src/mm/leaf.js';
-import { isolateRange, splitVma, vmaMergeAround } from '../src/mm/vma-split.js';
+import { isolateRange, replaceVma, splitVma, vmaMergeAround } from '../src/mm/vma-split.js';
 import { rmapCandidates, rmapWalk } from '../src/rmap/rmap-walk.js';
 import { expectClean } from './ops-helpers.js';
 
@@ -215,6 +215,23 @@ describe('§2.2 vmaMergeAround', () => {
     const m = vmaMergeAround(e, mm, f3);
     expect([m.start, m.end, m.pgoff]).toEqual([0xa00000, 0xc00000, 0x300]);
     expect(e.rmap.iMmap.has(m)).toBe(true);
+    expectClean(e);
+  });
+});
+
+describe('replaceVma refusing', () => {
+  it('a change that would overlap a neighbour throws VMA_OVERLAP and leaves the very same VMA objects in place, still in rmap', () => {
+    const e = new Engine({ ramPages: 1 << 12 });
+    const mm = e.createMm();
+    const a = mm.addVma({ start: 0x100000, end: 0x200000, file: 4, pgoff: 0 });
+    const b = mm.addVma({ start: 0x300000, end: 0x400000 });
+    e.rmap.anon.prepare(b);
+    const folio = e.createFolio({ number: 0x10, file: 4, index: 0 });
+    mm.map(0x100000, { entry: { kind: 'present', number: 0x10 } });
+    expect(() => replaceVma(e, mm, a, { end: 0x380000 })).toThrow(/overlaps VMA \[0x300000, 0x400000\)/);
+    expect(mm.vmas.all()).toEqual([a, b]);
+    expect(e.rmap.iMmap.has(a)).toBe(true);
+    expect(rmapCandidates(e, folio).map((c) => c.vma)).toEqual([a]);
     expectClean(e);
   });
 });

@@ -27,7 +27,7 @@ export function replaceVma(engine: Engine, mm: Mm, vma: Vma, change: VmaChange):
 /**
  * Replace `olds` (adjacent VMAs of one mm) by VMAs built from `changes` (each applied to the first old VMA's
  * settings). Every new VMA is linked to the anon_vmas of `linkFrom` (and takes its own anon_vma), then the old
- * ones are unlinked. A refused insert (overlap, bad bounds) restores the old VMAs and throws.
+ * ones are unlinked. A refused insert (overlap, bad bounds) puts the old VMA objects back and throws.
  */
 function replaceVmas(engine: Engine, mm: Mm, olds: Vma[], changes: VmaChange[], linkFrom: Vma): Vma[] {
   for (const v of olds) mm.vmas.remove(v);
@@ -44,8 +44,9 @@ function replaceVmas(engine: Engine, mm: Mm, olds: Vma[], changes: VmaChange[], 
       }));
     }
   } catch (e) {
+    // Undo: the old VMAs return as they were (still linked in the rmap trees, which change only below).
     for (const v of made) mm.detachVma(v);
-    for (const v of olds) mm.vmas.insert({ start: v.start, end: v.end, pgoff: v.pgoff, flags: v.flags, file: v.file ?? undefined }, engine.geometry);
+    for (const v of olds) mm.vmas.restore(v);
     throw e;
   }
   for (const v of made) engine.rmap.anon.clone(v, linkFrom);

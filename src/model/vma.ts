@@ -253,6 +253,21 @@ export class VmaSet {
     return vma;
   }
 
+  /**
+   * Put back a VMA object that was removed from this set (an operation undoing itself): same id, same place.
+   * VMA_OVERLAP if something now overlaps it.
+   */
+  restore(vma: Vma): void {
+    if (this.ids.has(vma.id)) return;
+    const at = this.firstEndingAbove(vma.start);
+    const next = this.vmas[at];
+    if (next !== undefined && next.start < vma.end) {
+      throw new PvmwError('VMA_OVERLAP', `VMA ${rangeText(vma.start, vma.end)} overlaps VMA ${rangeText(next.start, next.end)}`);
+    }
+    this.vmas = [...this.vmas.slice(0, at), vma, ...this.vmas.slice(at)];
+    this.ids.add(vma.id);
+  }
+
   /** Remove a VMA (matched by id). Returns false if it is not in the set (like munmap of a hole, D7). */
   remove(vma: Vma): boolean {
     if (!this.ids.has(vma.id)) return false;
