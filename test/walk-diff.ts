@@ -3,15 +3,13 @@
 // from test/gen/space.ts. Every match, address, level, lock and result flag must agree.
 import { afterAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { walkBatch, type BatchResult } from '../src/walk/pvmw.js';
+import { batchMatchAt, walkBatch, type BatchResult } from '../src/walk/pvmw.js';
 import { referenceWalk } from '../src/walk/reference.js';
 import type { WalkMatch } from '../src/walk/types.js';
 import { decodeEntry } from '../src/model/decode.js';
 import type { Engine, Vma } from '../src/index.js';
 import { buildSpace, type SpaceOptions } from './gen/space.js';
 
-const LEVELS = ['pte', 'pmd', 'pud'] as const;
-const LOCKS = [null, 'pte', 'pmd', 'hugetlb'] as const;
 
 /** Every setting combination of D1 for one paging mode. */
 export function combos(paging: 4 | 5): Omit<SpaceOptions, 'seed' | 'scale'>[] {
@@ -38,15 +36,7 @@ export const MATCHABLE_ROWS = [
 /** The matches of each walk of a batch, as WalkMatch objects. */
 export function batchMatches(b: BatchResult): WalkMatch[][] {
   const out: WalkMatch[][] = Array.from({ length: b.walks }, () => []);
-  for (let i = 0; i < b.matches; i++) {
-    out[b.job[i]].push({
-      address: b.address[i],
-      level: LEVELS[b.level[i]],
-      raw: { lo: b.entryLo[i], hi: b.entryHi[i] },
-      lock: { kind: LOCKS[b.lockKind[i]]!, table: b.lockTable[i] },
-      flags: b.flags[i],
-    });
-  }
+  for (let i = 0; i < b.matches; i++) out[b.job[i]].push(batchMatchAt(b, i));
   return out;
 }
 

@@ -1,11 +1,10 @@
-import { PvmwError, hex } from '../errors.js';
+import { PvmwError } from '../errors.js';
 import type { Engine } from '../model/engine.js';
 import type { FolioId, FolioInfo } from '../model/folio.js';
 import type { Mm } from '../model/mm.js';
 import { EFAULT, vmaAddress, type Vma } from '../model/vma.js';
-import { walkBatch, type BatchResult } from '../walk/pvmw.js';
+import { batchMatchAt, walkBatch, type BatchResult } from '../walk/pvmw.js';
 import { PVMW_DEVICE_PRIVATE, type WalkKey, type WalkMatch } from '../walk/types.js';
-import type { LeafLevel } from '../model/geometry.js';
 
 /**
  * rmap_walk (spec §6.2, §6.3; kernel-operations.md §8.4): find every VMA that may map a folio from its
@@ -93,8 +92,6 @@ export function folioWalkKey(engine: Engine, f: FolioInfo, flags: number, iface:
   return { kind: 'pfn', number: f.number, nrPages: ksm ? 1 : f.nrPages, pgoff: f.index, flags: flags | dp };
 }
 
-const LEVELS: LeafLevel[] = ['pte', 'pmd', 'pud'];
-const LOCKS = [null, 'pte', 'pmd', 'hugetlb'] as const;
 
 /** A candidate and its walk request in one object (the request's key is the folio's). */
 type Job = RmapCandidate & { key: WalkKey };
@@ -129,7 +126,6 @@ export function rmapWalk(engine: Engine, folios: readonly FolioId[], rwc: RmapWa
   // Each job's matches are the rows [start[j], start[j + 1]).
   const start = new Uint32Array(jobs.length + 1);
   for (let i = 0; i < r.matches; i++) {
-    if (LOCKS[r.lockKind[i]] === null) throw new PvmwError('INTERNAL', `match ${i} at ${hex(r.address[i])} holds no lock`);
     if (i > 0 && r.job[i] < r.job[i - 1]) throw new PvmwError('INTERNAL', `match ${i} of job ${r.job[i]} comes after job ${r.job[i - 1]}`);
     start[r.job[i] + 1]++;
   }
@@ -147,14 +143,6 @@ export function rmapWalk(engine: Engine, folios: readonly FolioId[], rwc: RmapWa
 /** Rows [from, to) of a batch result as WalkMatch objects. */
 function matchesOf(r: BatchResult, from: number, to: number): WalkMatch[] {
   const out: WalkMatch[] = [];
-  for (let i = from; i < to; i++) {
-    out.push({
-      address: r.address[i],
-      level: LEVELS[r.level[i]],
-      raw: { lo: r.entryLo[i], hi: r.entryHi[i] },
-      lock: { kind: LOCKS[r.lockKind[i]]!, table: r.lockTable[i] },
-      flags: r.flags[i],
-    });
-  }
+  for (let i = from; i < to; i++) out.push(batchMatchAt(r, i));
   return out;
 }

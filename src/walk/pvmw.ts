@@ -325,6 +325,19 @@ export function runBatch(p: PreparedBatch): BatchResult {
   return out;
 }
 
+/** Row `i` of a batch result as a WalkMatch (INTERNAL if the row holds no lock, which a match always does). */
+export function batchMatchAt(b: BatchResult, i: number): WalkMatch {
+  const kind = LOCKS[b.lockKind[i]];
+  if (!kind) throw new PvmwError('INTERNAL', `match ${i} at ${hex(b.address[i])} holds no lock`);
+  return {
+    address: b.address[i],
+    level: LEVELS[b.level[i]],
+    raw: { lo: b.entryLo[i], hi: b.entryHi[i] },
+    lock: { kind, table: b.lockTable[i] },
+    flags: b.flags[i],
+  };
+}
+
 /** Run many walks: prepareBatch then runBatch. */
 export function walkBatch(engine: Engine, requests: readonly WalkRequest[]): BatchResult {
   return runBatch(prepareBatch(engine, requests));
