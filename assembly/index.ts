@@ -26,6 +26,7 @@ export {
   folioMapcount, pageMapcount, pageFlags, folioSetFlags, pageSetFlags, pageMapcountAdd, entireMapcountAdd, folioCount,
   folioSetMapping, sectionCount, sectionBytes, recordBytes, memmapFixedBytes, folioStats, nextFolio,
 } from './memmap';
+export { folioSplit } from './folio-split';
 export { setSoftleafCode } from './softleaf';
 export { setRmapConfig, entryMappedIndex, firstUnfitPage, firstOtherAnonVma } from './mapcount';
 export { ptScan, ptSetBatch } from './pte-batch';

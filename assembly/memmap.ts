@@ -27,13 +27,13 @@ export const PG_ANON_EXCLUSIVE: u32 = 1 << 7;
 export const PG_HWPOISON: u32 = 1 << 8;
 /** Folio flags: bits 9..19 of the record's info word (src/model/folio.ts names them). */
 export const FOLIO_FLAGS_MASK: u32 = 0x7ff << 9;
-const INDEX_HI_SHIFT: u32 = 20;
+export const INDEX_HI_SHIFT: u32 = 20;
 
-const W_TAIL: u32 = 1 << 31;
-const W_ORDER_SHIFT: u32 = 26;
-const W_ANON_EXCLUSIVE: u32 = 1 << 25;
-const W_HWPOISON: u32 = 1 << 24;
-const W_MAPCOUNT: u32 = 0xff_ffff;
+export const W_TAIL: u32 = 1 << 31;
+export const W_ORDER_SHIFT: u32 = 26;
+export const W_ANON_EXCLUSIVE: u32 = 1 << 25;
+export const W_HWPOISON: u32 = 1 << 24;
+export const W_MAPCOUNT: u32 = 0xff_ffff;
 
 const SECTION_SHIFT: u32 = 15;
 const SECTION_PAGES: u32 = 1 << SECTION_SHIFT;
@@ -86,11 +86,11 @@ export function memmapFixedBytes(): u32 {
   return <usize>load<u32>(sections + (<usize>(g >> SECTION_SHIFT) << 2));
 }
 /** Address of the page word of global index g, or 0 if its section was never created (no folio there). */
-@inline function wordAt(g: u64): usize {
+@inline export function wordAt(g: u64): usize {
   const s = sectionOf(g);
   return s == 0 ? 0 : s + (<usize>(g & (SECTION_PAGES - 1)) << 2);
 }
-@inline function wordOf(g: u64): u32 {
+@inline export function wordOf(g: u64): u32 {
   const p = wordAt(g);
   return p == 0 ? 0 : load<u32>(p);
 }
@@ -118,7 +118,7 @@ function ensureSections(g: u64, n: u64): void {
 
 // --- folio records --------------------------------------------------------------------------------------
 
-@inline function recAt(slot: u32): usize {
+@inline export function recAt(slot: u32): usize {
   return <usize>load<u32>(recDir + (<usize>(slot >> REC_SHIFT) << 2)) + (<usize>(slot & ((1 << REC_SHIFT) - 1)) << 4);
 }
 /** Record of the folio whose head is g (g must be a head). */
@@ -127,7 +127,7 @@ function ensureSections(g: u64, n: u64): void {
 }
 
 /** Frames needed to hand out `singles` single and `pairs` paired record slots, or -1 past MAX_RECORDS. */
-function recordFramesNeeded(singles: u32, pairs: u32): i64 {
+export function recordFramesNeeded(singles: u32, pairs: u32): i64 {
   const fromFree = <u64>min(singles, nFreeSingle);
   const fromFreePairs = <u64>min(pairs, nFreePair);
   const fresh = (<u64>singles - fromFree) + 2 * (<u64>pairs - fromFreePairs) + 1; // +1: pair alignment
@@ -152,7 +152,7 @@ function freshSlots(n: u32): u32 {
 }
 
 /** A zeroed record slot (two consecutive ones for a large folio); the caller reserved the memory. */
-function allocRecord(large: bool): u32 {
+export function allocRecord(large: bool): u32 {
   let slot: u32;
   if (!large) {
     if (freeSingle != 0) {
@@ -183,7 +183,7 @@ function allocRecord(large: bool): u32 {
   return slot;
 }
 
-function freeRecord(slot: u32, large: bool): void {
+export function freeRecord(slot: u32, large: bool): void {
   memory.fill(recAt(slot), 0, large ? 32 : 16);
   if (large) {
     store<u32>(recAt(slot), freePair);
@@ -383,6 +383,10 @@ export function entireMapcountAdd(gf: f64, delta: i32): void {
 
 export function folioCount(): u32 {
   return nFolios;
+}
+/** folio-split.ts: `delta` more folios (a split made them from one). */
+export function folioCountAdd(delta: u32): void {
+  nFolios += delta;
 }
 export function sectionCount(): u32 {
   return nSections;

@@ -112,10 +112,12 @@ describe('§6.1 splitting a PMD mapping', () => {
     const f = thp(e, vma);
     mm.map(A, { level: 'pmd', entry: { kind: 'present', number: 0x2000, write: true, dirty: true } });
     e.folios.setAnonExclusive(f, 0, 1, true);
+    e.folios.setFlags(f, { dirty: false });
     splitHugePmd(e, mm, vma, A, true);
     const l = ptes(e, mm);
     expect(l.every((x, i) => x.kind === 'MIG-W' && x.entry.number === 0x2000 + i && x.entry.bits.dirty)).toBe(true);
     expect(e.folio(f)).toMatchObject({ mapcount: 0, entireMapcount: 0 });
+    expect(e.folio(f).flags.dirty).toBe(true); // step 5: the PMD's dirty bit passes to the folio
     expect(e.page('pfn', 0x2000)!.anonExclusive).toBe(false);
     expect(e.checkInvariants().problems).toEqual([]);
   });

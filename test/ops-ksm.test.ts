@@ -180,7 +180,7 @@ describe('§8.2/§8.3 merging', () => {
     expectClean(e);
   });
 
-  it('§8.3 step 1 large folios are skipped (pvmw does not split them for KSM)', () => {
+  it('§8.3 step 1 a large folio is split (§6.2) when its pages merge: four equal pages become one KSM page', () => {
     const e = engine();
     const a = e.createMm();
     const va = mergeableVma(a);
@@ -188,8 +188,13 @@ describe('§8.2/§8.3 merging', () => {
     e.folios.setTag(f, 0, 4, 4);
     a.map(BASE, { count: 4, entry: { kind: 'present', number: 0x100, write: true, dirty: true } });
     const r = ksmScan(e, { rounds: 3 });
-    expect(r).toMatchObject({ scanned: 0, merged: 0, skippedLarge: 12 });
-    expect(e.folio(f).mapcount).toBe(4);
+    // Round 1: four checksums; round 2: pages 1 and 0 pair up (the split happens here), 2 and 3 join the node.
+    expect(r).toMatchObject({ scanned: 12, volatile: 4, merged: 4, skippedLarge: 0 });
+    const k = e.folio(f + 1);
+    expect(k).toMatchObject({ order: 0, mapcount: 4 });
+    expect(k.flags.ksm).toBe(true);
+    for (let i = 0; i < 4; i++) expect(pte(a, BASE + i * P)).toMatchObject({ number: 0x101, write: false });
+    for (const i of [0, 2, 3]) expect(e.folios.exists(f + i)).toBe(false);
     expectClean(e);
   });
 

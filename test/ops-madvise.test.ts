@@ -209,16 +209,22 @@ describe('§7.3 MADV_FREE', () => {
     expectClean(e);
   });
 
-  it('§7.3 PL of a large folio wholly in the range: lazyfree; partly in the range: skipped (pvmw does not split the folio)', () => {
+  it('§7.3 PL of a large folio wholly in the range: lazyfree; partly in the range, mapped only here: split (§6.2), the covered pages lazyfree', () => {
     const { e, mm } = space();
     const whole = place(e, mm, ANON, 0x1000, { kind: 'present', write: true, dirty: true }, 2);
     const part = place(e, mm, ANON + 4 * P, 0x1010, { kind: 'present', write: true, dirty: true }, 2);
     for (const f of [whole, part]) e.folios.setFlags(f, { dirty: true, swapbacked: true });
+    e.folios.setTag(part, 0, 4, 0x42); // not ZERO: the split keeps the pages (a ZERO page would become ZP)
     expect(adv(e, mm, ANON, 6 * P, 'MADV_FREE')).toEqual(done);
     expect(e.folio(whole).flags).toMatchObject({ dirty: false, swapbacked: false });
     expect(leavesIn(e, mm, ANON, ANON + 4 * P).every((l) => !l.entry.present!.dirty)).toBe(true);
-    expect(e.folio(part).flags).toMatchObject({ dirty: true, swapbacked: true });
-    expect(leavesIn(e, mm, ANON + 4 * P, ANON + 8 * P).every((l) => l.entry.present!.dirty)).toBe(true);
+    // The part folio is now four order-0 folios: the two in the range lazyfree, the two beyond it untouched.
+    for (let i = 0; i < 4; i++) expect(e.folio(part + i)).toMatchObject({ order: 0, mapcount: 1, index: e.folio(part).index + i });
+    for (const i of [0, 1]) expect(e.folio(part + i).flags).toMatchObject({ dirty: false, swapbacked: false });
+    for (const i of [2, 3]) expect(e.folio(part + i).flags).toMatchObject({ dirty: true, swapbacked: true });
+    expect(leavesIn(e, mm, ANON + 4 * P, ANON + 6 * P).every((l) => l.kind === 'P' && !l.entry.present!.dirty)).toBe(true);
+    expect(leavesIn(e, mm, ANON + 6 * P, ANON + 8 * P).every((l) => l.kind === 'P' && l.entry.present!.dirty)).toBe(true);
+    expect(e.page('pfn', 0x1013)!.tag).toBe(0x42);
     expectClean(e);
   });
 
@@ -268,16 +274,31 @@ describe('§7.3 MADV_FREE', () => {
     expectClean(e);
   });
 
-  it('§7.3 PMD skipped: partly covered (the kernel splits the folio; pvmw skips), mapped by another process, HZP, PMD migration entry', () => {
+  it('§7.3 PMD partly covered, mapped only here: the folio is split (§6.2) and the covered half made lazyfree', () => {
     const { e, mm } = space();
     const part = place(e, mm, ANON, 0x2000, { kind: 'present', dirty: true }, 9, 'pmd');
+    e.folios.setFlags(part, { dirty: true, swapbacked: true });
+    e.folios.setTag(part, 0, 512, 0x77);
+    expect(adv(e, mm, ANON + M2 / 2, M2 / 2, 'MADV_FREE')).toEqual(done);
+    const l = leavesIn(e, mm, ANON, ANON + M2);
+    expect(l).toHaveLength(512);
+    expect(l.every((x) => x.kind === 'P' && x.level === 'pte')).toBe(true);
+    for (let i = 0; i < 512; i++) {
+      expect(e.folio(part + i).flags).toMatchObject(i < 256 ? { dirty: true, swapbacked: true } : { dirty: false, swapbacked: false });
+      expect(l[i].entry.present!.dirty).toBe(i < 256);
+    }
+    expectClean(e);
+  });
+
+  it('§7.3 PMD skipped: mapped by another process (even partly covered), HZP, PMD migration entry', () => {
+    const { e, mm } = space();
     const shared = place(e, mm, ANON + M2, 0x2200, { kind: 'present', dirty: true }, 9, 'pmd');
     alsoMapped(e, mm, ANON + M2, { kind: 'present', number: 0x2200 }, 'pmd');
     mm.map(ANON + 2 * M2, { level: 'pmd', entry: { kind: 'present', number: zeroPages(e).hugePfn, special: true } });
     place(e, mm, ANON + 3 * M2, 0x2400, { kind: 'migration-write' }, 9, 'pmd');
-    for (const f of [part, shared]) e.folios.setFlags(f, { dirty: true, swapbacked: true });
+    e.folios.setFlags(shared, { dirty: true, swapbacked: true });
     const before = engineSnapshot(e);
-    expect(adv(e, mm, ANON + M2 / 2, 4 * M2 - M2 / 2, 'MADV_FREE')).toEqual(done);
+    expect(adv(e, mm, ANON + M2 + M2 / 2, 3 * M2 - M2 / 2, 'MADV_FREE')).toEqual(done);
     expect(engineSnapshot(e)).toBe(before);
     expectClean(e);
   });

@@ -38,6 +38,7 @@ export function splitHugePmd(engine: Engine, mm: Mm, vma: Vma, addr: number, fre
     const exclusive = engine.folios.lookup(f.namespace, f.number)?.anonExclusive === true;
     const kind = migEntryKind(engine, f, 0, bits.write);
     if (!exclusive || tryShareAnon(engine, f, 0, f.nrPages)) {
+      if (bits.dirty) engine.folios.setFlags(f.id, { dirty: true }); // step 5: the PMD's dirty goes to the folio
       const flags = { softDirty: bits.softDirty, uffdWp: bits.uffdWp };
       writeLeaves(engine, mm, [{ va: block, level: 'pmd', raw: NONE_RAW }]);
       writeLeaves(engine, mm, ptes(block, (i) => softleafRaw(engine, { kind, number: f.number + i, young: bits.young, dirty: bits.dirty, flags })));

@@ -2,6 +2,7 @@ import { PvmwError } from '../errors.js';
 import type { Engine } from '../model/engine.js';
 import type { RawEntry } from '../model/entry.js';
 import type { FolioId, FolioInfo } from '../model/folio.js';
+import { PAGE_SIZE } from '../model/geometry.js';
 import type { Mm } from '../model/mm.js';
 import type { Leaf } from '../model/pte-batch.js';
 import type { Vma } from '../model/vma.js';
@@ -10,6 +11,7 @@ import { err, ok, type SysResult } from './errno.js';
 import { leavesIn, presentRaw, putFolio, vmaPageProt, writeLeaves, zeroPages, type LeafView } from './leaf.js';
 import { newAnonRmap, tryShareAnon } from './rmap-primitives.js';
 import { opsState } from './state.js';
+import { splitFolio } from './split-folio.js';
 
 /**
  * KSM (kernel-operations.md §8, contents as tags §12.2). ksmScan runs full scans of every VM_MERGEABLE VMA of
@@ -18,8 +20,10 @@ import { opsState } from './state.js';
  * compare is tag equality and the checksum is the tag (§12.2). ksmUnmerge is break_ksm over a range.
  *
  * Choices (§13 / §14): an rmap_item starts with no checksum, so every page needs two scans before it can merge
- * (§8.2 step 2); large folios (PL, PMD) are skipped, not split (the kernel splits them, §8.3 step 1; pvmw has no
- * folio split here); max_page_sharing chains are not modelled (one stable node per tag); transient references
+ * (§8.2 step 2); every page of a large folio (PL, or each of a PMD's 512 pages) is an item of its own with its
+ * page's tag as checksum, and the folio is split to order 0 (§6.2, split-folio.ts) only when one of its pages is
+ * about to merge (§8.3 step 1: a failed split refuses the merge); the round's leaves of a split folio are read
+ * again. max_page_sharing chains are not modelled (one stable node per tag); transient references
  * are none, so write_protect_page's refcount check fails exactly for pinned folios. Per round the leaves of a
  * VMA are read in one call and all PTE changes are written once at the round's end, then replaced folios are put.
  */
@@ -59,15 +63,25 @@ export interface KsmScanReport {
   volatile: number;
   /** Merges refused by write_protect_page (pinned folio, §8.3 step 2). */
   refused: number;
-  /** Pages of large folios, skipped. */
+  /** Merges refused because the page's large folio could not be split (§8.3 step 1, e.g. pinned → EAGAIN). */
   skippedLarge: number;
 }
 
-/** An unstable-tree entry: the item, its VMA and the leaf it had when inserted this round. */
+/**
+ * One page the scanner looks at: the leaf mapping it as read this round (a PTE, or the PMD of a THP) and the
+ * page's number inside the leaf's folio. The leaf is stale once that (large) folio was split this round.
+ */
+interface ScanPage {
+  leaf: LeafView;
+  va: number;
+  page: number;
+}
+
+/** An unstable-tree entry: the item, its VMA and the page as it was when inserted this round. */
 interface Unstable {
   item: ScanItem;
   vma: Vma;
-  leaf: LeafView;
+  sp: ScanPage;
 }
 
 /** PTE writes of a round (last value per address) and the folios to put once they are written. */
@@ -100,6 +114,18 @@ export function vmaKsmCompatible(vma: Vma): boolean {
 
 function tagOf(engine: Engine, f: FolioInfo): number {
   return engine.page(f.namespace, f.number)!.tag;
+}
+
+/** The content tag of a scanned page (its checksum, §12.2). */
+function pageTag(engine: Engine, sp: ScanPage): number {
+  const f = sp.leaf.folio!;
+  return engine.page(f.namespace, f.number + sp.page)!.tag;
+}
+
+/** The PTE leaf now at `va` if it maps an order-0 anon page (a page of a folio split this round), else null. */
+function smallPageAt(engine: Engine, mm: Mm, va: number): LeafView | null {
+  const l = leavesIn(engine, mm, va, va + PAGE_SIZE).find((x) => x.va === va && x.level === 'pte');
+  return l && (l.kind === 'P' || l.kind === 'PN') && l.folio?.anon && l.folio.order === 0 ? l : null;
 }
 
 /** The stable node a KSM folio's mapping names, if it still exists. */
@@ -158,36 +184,54 @@ function replacePage(engine: Engine, pending: Pending, mm: Mm, vma: Vma, leaf: L
 }
 
 /**
- * try_to_merge_one_page (§8.3): kpage null = the first page of a pair becomes the KSM page (no node yet,
- * dirty); else, contents (tags) equal, replace_page. page == kpage (a KSM page inherited by fork) is success.
+ * try_to_merge_one_page (§8.3): a page of a large folio first has its folio split to order 0 (step 1; a failed
+ * split refuses); kpage null = the first page of a pair becomes the KSM page (no node yet, dirty); else,
+ * contents (tags) equal, replace_page. page == kpage (a KSM page inherited by fork) is success. Returns the
+ * (order-0) page's leaf as merged, or null if refused.
  */
-function tryToMergeOnePage(engine: Engine, pending: Pending, mm: Mm, vma: Vma, leaf: LeafView, kpage: FolioInfo | 'zero' | null): boolean {
-  const f = leaf.folio!;
-  if (kpage !== null && kpage !== 'zero' && kpage.id === f.id) return true;
-  if (!f.anon || f.order !== 0 || f.devicePrivate) return false;
-  if (writeProtectPage(engine, pending, mm, leaf) === null) return false;
+function tryToMergeOnePage(engine: Engine, r: Round, mm: Mm, vma: Vma, sp: ScanPage, kpage: FolioInfo | 'zero' | null): LeafView | null {
+  let leaf = sp.leaf;
+  let f = leaf.folio!;
+  if (kpage !== null && kpage !== 'zero' && kpage.id === f.id && f.order === 0) return leaf;
+  if (!f.anon || f.devicePrivate) return null;
+  if (f.order > 0) {
+    if (!r.split.has(f.id)) {
+      if (!splitFolio(engine, f.id, 0).ok) {
+        r.report.skippedLarge++;
+        return null;
+      }
+      r.split.add(f.id);
+    }
+    const small = smallPageAt(engine, mm, sp.va); // a ZERO page became ZP: nothing left to merge
+    if (!small) return null;
+    leaf = small;
+    f = small.folio!;
+  }
+  if (writeProtectPage(engine, r.pending, mm, leaf) === null) return null;
   if (kpage === null) {
     engine.folios.setFlags(f.id, { ksm: true, dirty: true });
     engine.folios.setMapping(f.id, 0, f.index);
-    return true;
+    return leaf;
   }
   const ktag = kpage === 'zero' ? 0 : tagOf(engine, kpage);
-  if (tagOf(engine, f) !== ktag) return false; // pages_identical
-  replacePage(engine, pending, mm, vma, leaf, kpage);
-  return true;
+  if (tagOf(engine, f) !== ktag) return null; // pages_identical
+  replacePage(engine, r.pending, mm, vma, leaf, kpage);
+  return leaf;
 }
 
 /** One full scan's trees: stable (tag → node, from the engine's nodes) and unstable (tag → item, rebuilt). */
 interface Round {
   stable: Map<number, StableNode>;
+  /** Large folios split this round (their ids are now their first order-0 piece's). */
+  split: Set<FolioId>;
   unstable: Map<number, Unstable>;
   pending: Pending;
   report: KsmScanReport;
 }
 
-/** cmp_and_merge_page (§8.2) for the item at an order-0 anon page. */
-function cmpAndMergePage(engine: Engine, r: Round, item: ScanItem, vma: Vma, leaf: LeafView): void {
-  const f = leaf.folio!;
+/** cmp_and_merge_page (§8.2) for the item at an anon page (of an order-0 or a large folio). */
+function cmpAndMergePage(engine: Engine, r: Round, item: ScanItem, vma: Vma, sp: ScanPage): void {
+  const f = sp.leaf.folio!;
   const rep = r.report;
   rep.scanned++;
   if (f.flags.ksm) {
@@ -200,21 +244,21 @@ function cmpAndMergePage(engine: Engine, r: Round, item: ScanItem, vma: Vma, lea
     return;
   }
   removeFromStable(item);
-  const checksum = tagOf(engine, f);
+  const checksum = pageTag(engine, sp);
   if (item.oldchecksum !== checksum) { // step 2
     item.oldchecksum = checksum;
     rep.volatile++;
     return;
   }
   if (opsState(engine).policy.ksmUseZeroPages && checksum === 0) { // step 3
-    if (tryToMergeOnePage(engine, r.pending, item.mm, vma, leaf, 'zero')) {
+    if (tryToMergeOnePage(engine, r, item.mm, vma, sp, 'zero')) {
       rep.zeroMerged++;
       return;
     }
   }
   const node = r.stable.get(checksum);
   if (node) { // step 4
-    if (tryToMergeOnePage(engine, r.pending, item.mm, vma, leaf, engine.folio(node.folio))) {
+    if (tryToMergeOnePage(engine, r, item.mm, vma, sp, engine.folio(node.folio))) {
       stableTreeAppend(engine, item, vma, node);
       rep.merged++;
     } else rep.refused++;
@@ -222,24 +266,26 @@ function cmpAndMergePage(engine: Engine, r: Round, item: ScanItem, vma: Vma, lea
   }
   const q = r.unstable.get(checksum); // step 5
   if (!q) {
-    r.unstable.set(checksum, { item, vma, leaf });
+    r.unstable.set(checksum, { item, vma, sp });
     return;
   }
-  if (q.leaf.folio!.id === f.id) return; // the same page mapped twice: no match, not inserted
-  if (!tryToMergeOnePage(engine, r.pending, item.mm, vma, leaf, null)) {
+  const qf = q.sp.leaf.folio!;
+  if (qf.number + q.sp.page === f.number + sp.page) return; // the same page mapped twice: no match, not inserted
+  const leaf = tryToMergeOnePage(engine, r, item.mm, vma, sp, null);
+  if (!leaf) {
     rep.refused++;
     return;
   }
-  const kpage = engine.folio(f.id);
-  if (!tryToMergeOnePage(engine, r.pending, q.item.mm, q.vma, q.leaf, kpage)) {
+  const kpage = engine.folio(leaf.folio!.id);
+  if (!tryToMergeOnePage(engine, r, q.item.mm, q.vma, q.sp, kpage)) {
     // break_cow: the lone KSM page is unshared again.
     unshareKsmPage(engine, r.pending, item.mm, vma, leaf, kpage);
     rep.refused++;
     return;
   }
   r.unstable.delete(checksum);
-  const created = engine.rmap.ksm.create(f.id);
-  engine.folios.setMapping(f.id, created.id, kpage.index);
+  const created = engine.rmap.ksm.create(kpage.id);
+  engine.folios.setMapping(kpage.id, created.id, kpage.index);
   r.stable.set(checksum, created);
   stableTreeAppend(engine, q.item, q.vma, created);
   stableTreeAppend(engine, item, vma, created);
@@ -272,7 +318,7 @@ export function ksmScan(engine: Engine, options: { rounds?: number } = {}): KsmS
   const s = ksmState(engine);
   const report: KsmScanReport = { rounds, scanned: 0, merged: 0, forked: 0, zeroMerged: 0, volatile: 0, refused: 0, skippedLarge: 0 };
   for (let n = 0; n < rounds; n++) {
-    const r: Round = { stable: stableTree(engine), unstable: new Map(), pending: new Pending(), report };
+    const r: Round = { stable: stableTree(engine), split: new Set(), unstable: new Map(), pending: new Pending(), report };
     const live = engine.allMms();
     for (const [id, items] of s.items) {
       if (live.some((m) => m.id === id)) continue;
@@ -288,14 +334,19 @@ export function ksmScan(engine: Engine, options: { rounds?: number } = {}): KsmS
         for (const leaf of leavesIn(engine, mm, vma.start, vma.end)) {
           const f = leaf.folio;
           if ((leaf.kind !== 'P' && leaf.kind !== 'PN' && leaf.kind !== 'PL' && leaf.kind !== 'PMD') || !f || !f.anon) continue;
-          if (f.order > 0) {
-            report.skippedLarge += leaf.level === 'pte' ? 1 : f.nrPages;
-            continue;
+          const pages = leaf.level === 'pte' ? 1 : f.nrPages;
+          for (let k = 0; k < pages; k++) {
+            let sp: ScanPage = { leaf, va: leaf.va + k * PAGE_SIZE, page: leaf.page + k };
+            if (f.order > 0 && r.split.has(f.id)) {
+              const small = smallPageAt(engine, mm, sp.va); // the folio was split after this leaf was read
+              if (!small) continue;
+              sp = { leaf: small, va: sp.va, page: 0 };
+            }
+            let item = items.get(sp.va);
+            if (!item) items.set(sp.va, (item = { mm, address: sp.va, oldchecksum: null, node: null, rmap: null }));
+            seen.add(sp.va);
+            cmpAndMergePage(engine, r, item, vma, sp);
           }
-          let item = items.get(leaf.va);
-          if (!item) items.set(leaf.va, (item = { mm, address: leaf.va, oldchecksum: null, node: null, rmap: null }));
-          seen.add(leaf.va);
-          cmpAndMergePage(engine, r, item, vma, leaf);
         }
       }
       for (const [va, it] of items) {

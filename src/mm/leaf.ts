@@ -233,6 +233,11 @@ export interface ZeroPages {
   hugePfn: number;
 }
 const zeros = new WeakMap<Engine, ZeroPages>();
+
+/** The zero pages if an operation has made them, without making them. */
+export function peekZeroPages(engine: Engine): ZeroPages | undefined {
+  return zeros.get(engine);
+}
 export function zeroPages(engine: Engine): ZeroPages {
   let z = zeros.get(engine);
   if (!z) {

@@ -11,6 +11,8 @@ import { leavesIn, NONE_RAW, presentRaw, writeLeaves, type LeafView } from './le
 import { checkWhole, pageAlign, DEFAULT_MAX_MAP_COUNT, type MapCountOptions } from './munmap.js';
 import { isolateRange, vmaMaySplit, vmaMergeAround } from './vma-split.js';
 import { opsState } from './state.js';
+import { splitFolio } from './split-folio.js';
+import { rmapWalk } from '../rmap/rmap-walk.js';
 import { zapPageRange } from './zap.js';
 
 /**
@@ -126,11 +128,14 @@ function madviseFlags(engine: Engine, mm: Mm, vma: Vma, start: number, end: numb
  * - P / PL / PN of a folio whose pages are all mapped by PTEs inside the range: if the folio is dirty it must be
  *   mapped only here (mapcount == those PTEs), else it is skipped; then folio dirty cleared, the PTEs made old
  *   and clean, the folio lazyfree (swapbacked cleared; not for an mlocked folio);
- * - PTEs of a large folio not wholly in the range: skipped (the kernel splits the folio when it is not shared and
- *   revisits the pages as small folios; pvmw skips them — a documented simplification);
- * - PMD / PN at PMD level: skipped when the folio may be mapped elsewhere (mapcount > 1) or the range covers only
- *   part of the 2 MiB block (the kernel splits the folio there; pvmw skips); else folio dirty cleared, PMD old
- *   and clean, folio lazyfree. HZP, PMD migration and device-private PMDs: untouched.
+ * - PTEs of a large anon folio not wholly in the range, and a PMD the range covers only in part (also one
+ *   straddling `start`): if the folio may be mapped by another process (folio_maybe_mapped_shared: rmap finds a
+ *   mapping in another mm) it is skipped; else it is split to order 0 (§6.2, split-folio.ts) and the range's
+ *   leaves are read again, so its pages are revisited as small folios (zero-content pages are ZP by then,
+ *   §12.2); a failed split leaves it skipped;
+ * - PMD / PN at PMD level wholly in the range: skipped when the folio may be mapped elsewhere (mapcount > 1);
+ *   else folio dirty cleared, PMD old and clean, folio lazyfree. HZP, PMD migration and device-private PMDs:
+ *   untouched.
  * Content tags do not change (§12.2): a later reclaim decides whether the pages are discarded.
  */
 export function madviseFree(engine: Engine, mm: Mm, vma: Vma, start: number, end: number): void {
@@ -142,7 +147,9 @@ export function madviseFree(engine: Engine, mm: Mm, vma: Vma, start: number, end
     const p = l.entry.present!;
     if (p.young || p.dirty || p.savedDirty) writes.push({ va: l.va, level: l.level, raw: presentRaw(l.level, l.entry.number!, { ...p, young: false, dirty: false, savedDirty: false }) });
   };
-  for (const l of leavesIn(engine, mm, start, end)) {
+  let leaves = leavesIn(engine, mm, start, end);
+  if (splitPartlyCovered(engine, mm, start, end, leaves)) leaves = leavesIn(engine, mm, start, end);
+  for (const l of leaves) {
     if (l.kind === 'SWAP' || l.kind === 'HWP' || l.kind === 'MK-PSN') {
       writes.push({ va: l.va, level: l.level, raw: NONE_RAW });
       if (l.kind === 'SWAP' && l.entry.swap?.type === 0) swapSlots.push(l.entry.swap.offset);
@@ -169,4 +176,44 @@ export function madviseFree(engine: Engine, mm: Mm, vma: Vma, start: number, end
   for (const f of lazy) {
     engine.folios.setFlags(f.id, f.anon && !f.flags.mlocked ? { dirty: false, swapbacked: false } : { dirty: false });
   }
+}
+
+/**
+ * §7.3 partial rows (madvise_free_pte_range / madvise_free_huge_pmd): split every large anon folio the range
+ * covers only in part — PTE-mapped with fewer of its pages in the range than it has, or PMD-mapped with the
+ * range covering part of the 2 MiB (including a PMD straddling `start`, which `leaves` does not list) — unless
+ * another process may map it. Returns whether any folio was split (the caller reads the leaves again).
+ */
+function splitPartlyCovered(engine: Engine, mm: Mm, start: number, end: number, leaves: LeafView[]): boolean {
+  const partial = new Map<FolioId, FolioInfo>();
+  const inRange = new Map<FolioId, number>();
+  const large = (l: LeafView) => l.folio !== undefined && l.folio.anon && l.folio.order > 0;
+  const block = start - (start % PMD_SIZE);
+  const straddling = block < start ? leavesIn(engine, mm, block, block + PAGE_SIZE).find((l) => l.level === 'pmd' && l.va === block) : undefined;
+  for (const l of straddling ? [straddling, ...leaves] : leaves) {
+    if (!large(l) || (l.kind !== 'PL' && l.kind !== 'PMD' && l.kind !== 'PN')) continue;
+    if (l.level === 'pmd') {
+      if (l.va < start || l.va + PMD_SIZE > end) partial.set(l.folio!.id, l.folio!);
+    } else inRange.set(l.folio!.id, (inRange.get(l.folio!.id) ?? 0) + 1);
+  }
+  for (const l of leaves) if (l.level === 'pte' && large(l) && inRange.get(l.folio!.id)! < l.folio!.nrPages) partial.set(l.folio!.id, l.folio!);
+  let split = false;
+  for (const f of partial.values()) {
+    if (mappedByOtherMm(engine, f, mm)) continue;
+    if (splitFolio(engine, f.id, 0).ok) split = true;
+  }
+  return split;
+}
+
+/** folio_maybe_mapped_shared: does rmap find a mapping of the folio in an mm other than `mm`? */
+function mappedByOtherMm(engine: Engine, f: FolioInfo, mm: Mm): boolean {
+  let other = false;
+  rmapWalk(engine, [f.id], {
+    interface: opsState(engine).policy.walkInterface,
+    rmapOne(c, matches) {
+      if (c.mm !== mm && matches.length > 0) other = true;
+      return !other;
+    },
+  });
+  return other;
 }

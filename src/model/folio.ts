@@ -284,6 +284,27 @@ export class Folios {
     this.wasm.exports.folioFree(id);
   }
 
+  /**
+   * Split a large folio that nothing maps into 2^(order − newOrder) folios of `newOrder` (the memmap half of
+   * kernel-operations.md §6.2 step 5, uniform split; assembly/folio-split.ts): each keeps the mapping, takes
+   * index = old index + its offset, the folio flags, its pages' AnonExclusive / hwpoison bits and content tags.
+   * Returns the new folios' ids in page order (the first is `id`). A mapped folio is FOLIO_BUSY, a hugetlb one
+   * or a newOrder not below the order BAD_ORDER, passing the memory ceiling MEMORY_LIMIT; nothing changes then.
+   */
+  split(id: FolioId, newOrder: number): FolioId[] {
+    const f = this.info(id);
+    if (!Number.isInteger(newOrder) || newOrder < 0 || newOrder >= f.order || f.hugetlb) {
+      throw new PvmwError('BAD_ORDER', `folio ${hex(id)} of order ${f.order}${f.hugetlb ? ' (hugetlb)' : ''} cannot be split to order ${JSON.stringify(newOrder)}`);
+    }
+    const x = this.wasm.exports;
+    const st = x.folioSplit(id, newOrder);
+    if (st === -3) throw new PvmwError('FOLIO_BUSY', `folio ${hex(id)} is still mapped (page ${hex(x.errorAt() - id)}); it cannot be split`);
+    if (st === -1) throw new PvmwError('MEMORY_LIMIT', `splitting folio ${hex(id)} would pass the engine's memory ceiling`);
+    if (st !== 0) throw new PvmwError('INTERNAL', `folioSplit returned ${st}`);
+    const step = 2 ** newOrder;
+    return Array.from({ length: f.nrPages / step }, (_, k) => id + k * step);
+  }
+
   /** Set or clear AnonExclusive on `count` pages of a folio from page `page` (kernel-operations.md §0.3). */
   setAnonExclusive(id: FolioId, page: number, count: number, on: boolean): void {
     this.require(id);

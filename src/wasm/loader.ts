@@ -46,6 +46,7 @@ export interface WasmExports {
   indexOf(ns: number, number: number): number;
   folioCreateRange(g: number, order: number, count: number, flags: number, mapping: number, index: number, indexStep: number): number;
   folioFree(g: number): number;
+  folioSplit(g: number, newOrder: number): number;
   folioOf(g: number): number;
   isFolio(g: number): number;
   folioOrder(g: number): number;
