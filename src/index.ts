@@ -38,6 +38,7 @@ export { mprotect, type Prot } from './mm/mprotect.js';
 export { mremap, MREMAP_MAYMOVE, MREMAP_FIXED, MREMAP_DONTUNMAP, type MremapOptions } from './mm/mremap.js';
 export { madvise, type MadviseAdvice } from './mm/madvise.js';
 export { splitHugePmd } from './mm/huge-pmd.js';
+export { splitFolio } from './mm/split-folio.js';
 export { ksmScan, ksmUnmerge, type KsmScanReport } from './mm/ksm.js';
 export { migrateFolio } from './mm/migrate-folio.js';
 export { tryToUnmap, TTU_SPLIT_HUGE_PMD, TTU_IGNORE_MLOCK, TTU_SYNC, type TryToUnmapOptions } from './mm/try-to-unmap.js';
