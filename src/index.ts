@@ -48,3 +48,7 @@ export { pageIdleClearPteRefs, pageIdleMark, pageIdleRead, damonFolioMkold, damo
 export { rmapWalk, rmapCandidates, folioWalkKey, type RmapWalkControl, type RmapCandidate, type WalkInterface } from './rmap/rmap-walk.js';
 export { type AnonVma, type Avc } from './rmap/anon-vma.js';
 export { runRmapSelftest, RMAP_SELFTEST_VARIANTS, type RmapSelftestVariant, type RmapSelftestReport } from './scenario/rmap-selftest.js';
+
+// Scenario files (issue 5 item 1: explicit content).
+export { scenarioJsonSchema, validateScenario, SCENARIO_VERSION, type Scenario, type ScenarioEngine, type U64 } from './scenario/schema.js';
+export { loadScenario, loadScenarioFile, type LoadedScenario } from './scenario/load.js';
