@@ -30,7 +30,8 @@ export const FOLIO_FLAG = {
 /** The order bits of flagWord (assembly/memmap.ts PG_ORDER_MASK). */
 export const FOLIO_ORDER_MASK = 0x1f;
 export type FolioFlagName = 'ksm' | 'dirty' | 'swapbacked' | 'locked' | 'lru' | 'mlocked';
-const SETTABLE: readonly FolioFlagName[] = ['ksm', 'dirty', 'swapbacked', 'locked', 'lru', 'mlocked'];
+/** The folio flags a caller may set (the rest follow from the folio's kind). */
+export const SETTABLE_FOLIO_FLAGS: readonly FolioFlagName[] = ['ksm', 'dirty', 'swapbacked', 'locked', 'lru', 'mlocked'];
 /** Per-page flags as assembly/memmap.ts pageFlags reports them. */
 const PG_ANON_EXCLUSIVE = 1 << 7;
 const PG_HWPOISON = 1 << 8;
@@ -159,7 +160,7 @@ export class Folios {
       throw new PvmwError('BAD_SETTING', `the last folio's index ${hex(index + (count - 1) * nr)} passes ${hex(INDEX_LIMIT - 1)}`);
     }
     for (const [k, v] of Object.entries(spec.flags ?? {})) {
-      if (!SETTABLE.includes(k as FolioFlagName)) throw new PvmwError('BAD_SETTING', `unknown folio flag ${JSON.stringify(k)}`);
+      if (!SETTABLE_FOLIO_FLAGS.includes(k as FolioFlagName)) throw new PvmwError('BAD_SETTING', `unknown folio flag ${JSON.stringify(k)}`);
       if (v) flags |= FOLIO_FLAG[k as FolioFlagName];
     }
     const g = range.start + (spec.number - range.base);
@@ -317,7 +318,7 @@ export class Folios {
     let set = 0;
     let clear = 0;
     for (const [k, v] of Object.entries(flags)) {
-      if (!SETTABLE.includes(k as FolioFlagName)) throw new PvmwError('BAD_SETTING', `unknown folio flag ${JSON.stringify(k)}`);
+      if (!SETTABLE_FOLIO_FLAGS.includes(k as FolioFlagName)) throw new PvmwError('BAD_SETTING', `unknown folio flag ${JSON.stringify(k)}`);
       if (v) set |= FOLIO_FLAG[k as FolioFlagName];
       else clear |= FOLIO_FLAG[k as FolioFlagName];
     }

@@ -81,7 +81,8 @@ export const DEFAULT_VMA_FLAGS: Readonly<VmaFlags> = Object.freeze({
   mergeable: false,
 });
 
-const BOOL_FLAGS = ['read', 'write', 'exec', 'shared', 'locked', 'thp', 'mayWrite', 'dontcopy', 'wipeonfork', 'mergeable'] as const;
+/** The boolean vm_flags, in the order they are listed. */
+export const VMA_BOOL_FLAGS = ['read', 'write', 'exec', 'shared', 'locked', 'thp', 'mayWrite', 'dontcopy', 'wipeonfork', 'mergeable'] as const;
 const HUGETLB_SIZE = { '2M': PMD_SIZE, '1G': PUD_SIZE } as const;
 
 /** Pages in a VMA ((vm_end − vm_start) / 4096; vma_pages). */
@@ -120,9 +121,9 @@ function resolveFlags(flags: Partial<VmaFlags> | undefined): VmaFlags {
         throw new PvmwError('BAD_ORDER', `hugetlb page size must be null, "2M" or "1G", got ${JSON.stringify(v)}`);
       }
       out.hugetlb = v;
-    } else if ((BOOL_FLAGS as readonly string[]).includes(k)) {
+    } else if ((VMA_BOOL_FLAGS as readonly string[]).includes(k)) {
       if (typeof v !== 'boolean') throw new PvmwError('BAD_SETTING', `VMA flag ${k} must be true or false, got ${JSON.stringify(v)}`);
-      out[k as (typeof BOOL_FLAGS)[number]] = v;
+      out[k as (typeof VMA_BOOL_FLAGS)[number]] = v;
     } else {
       throw new PvmwError('BAD_SETTING', `unknown VMA flag ${JSON.stringify(k)}`);
     }

@@ -1,14 +1,19 @@
-/** The scenario format's vocabulary (names of kinds, bits and flags) and its JSON Schema (draft 2020-12). */
+import type { PfnSoftleafKind } from '../model/entry.js';
+import { SETTABLE_FOLIO_FLAGS } from '../model/folio.js';
+import { SOFTLEAF_CODE } from '../model/softleaf.js';
+import { VMA_BOOL_FLAGS } from '../model/vma.js';
 
-export const SOFTLEAF_PFN_KINDS = [
-  'hwpoison', 'migration-read', 'migration-read-exclusive', 'migration-write', 'device-private-write', 'device-private-read',
-  'device-exclusive', 'migration-device-private-read', 'migration-device-private-read-exclusive', 'migration-device-private-write',
-] as const;
+/** The scenario format's vocabulary (names of kinds, bits and flags, taken from the model) and its JSON Schema (draft 2020-12). */
+
+/** Softleaf kinds that carry a number (every kind but swap and marker), in the engine's code order. */
+export const SOFTLEAF_PFN_KINDS = (Object.keys(SOFTLEAF_CODE) as (keyof typeof SOFTLEAF_CODE)[]).filter(
+  (k): k is PfnSoftleafKind => k !== 'none' && k !== 'swap' && k !== 'marker',
+);
 export const ENTRY_KINDS = ['present', 'swap', 'marker', ...SOFTLEAF_PFN_KINDS] as const;
 export const PRESENT_BOOL_BITS = ['write', 'user', 'pwt', 'pcd', 'young', 'dirty', 'global', 'pat', 'special', 'uffdWp', 'softDirty', 'savedDirty', 'nx', 'protnone'] as const;
 export const SWAP_FLAGS = ['softDirty', 'uffdWp', 'exclusive'] as const;
-export const VMA_BOOL_FLAGS = ['read', 'write', 'exec', 'shared', 'locked', 'thp', 'mayWrite', 'dontcopy', 'wipeonfork', 'mergeable'] as const;
-export const FOLIO_FLAGS = ['ksm', 'dirty', 'swapbacked', 'locked', 'lru', 'mlocked'] as const;
+export { VMA_BOOL_FLAGS };
+export const FOLIO_FLAGS = SETTABLE_FOLIO_FLAGS;
 
 // --- JSON Schema ----------------------------------------------------------------------------------------
 
