@@ -237,7 +237,7 @@ class Copier {
   private restoreExclusive(l: LeafView): RawEntry {
     const e = l.entry;
     const f = l.folio;
-    const exclusive = f ? this.engine.folios.lookup(f.namespace, f.number + l.page)?.anonExclusive === true : false;
+    const exclusive = f ? this.engine.folios.anonExclusive(f.id, l.page) : false;
     const writable = this.vma.flags.write && exclusive && !e.bits.uffdWp;
     const base = presentRaw('pte', e.number!, { ...vmaPageProt(this.vma), young: false, softDirty: e.bits.softDirty, uffdWp: e.bits.uffdWp });
     if (!writable) return base;

@@ -11,7 +11,7 @@ import { hugetlbFault } from './hugetlb-fault.js';
 import { leafPages, leavesIn, NONE_RAW, presentRaw, putFolio, viewLeaf, vmaPageProt, writeLeaves, zeroPages, type LeafView } from './leaf.js';
 import { newAnonRmap } from './rmap-primitives.js';
 import { opsState } from './state.js';
-import { allocFolio, copyTags, doWpPage, faultEntry, faultLeafAt, installLeaves, pageExclusive } from './wp-fault.js';
+import { allocFolio, copyTags, doWpPage, faultEntry, faultLeafAt, installLeaves } from './wp-fault.js';
 
 /**
  * Page faults as state transitions (kernel-operations.md §5): handle_mm_fault's dispatch (§5.1), THP
@@ -249,7 +249,7 @@ function doFault(engine: Engine, mm: Mm, vma: Vma, addr: number, write: boolean)
 function doNumaPage(engine: Engine, mm: Mm, vma: Vma, v: LeafView): FaultOutcome {
   const p = v.entry.present!;
   const f = v.folio;
-  const may = vma.flags.shared ? p.dirty : f !== undefined && f.anon && pageExclusive(engine, f, v.page);
+  const may = vma.flags.shared ? p.dirty : f !== undefined && f.anon && engine.folios.anonExclusive(f.id, v.page);
   const write = vmaPageProt(vma).write || (vma.flags.write && !p.uffdWp && may);
   const raw = presentRaw(v.level, v.entry.number!, { ...vmaPageProt(vma), young: true, write, dirty: p.dirty, softDirty: p.softDirty, uffdWp: p.uffdWp, special: p.special, savedDirty: p.savedDirty });
   writeLeaves(engine, mm, [{ va: v.va, level: v.level, raw }]);
@@ -266,7 +266,7 @@ function restoreExclusivePte(engine: Engine, mm: Mm, vma: Vma, v: LeafView): Fau
   const f = v.folio;
   if (!f) return 'SIGBUS';
   const b = v.entry.bits;
-  const w = vma.flags.write && !b.uffdWp && f.anon && pageExclusive(engine, f, v.page);
+  const w = vma.flags.write && !b.uffdWp && f.anon && engine.folios.anonExclusive(f.id, v.page);
   const raw = presentRaw('pte', v.entry.number!, { ...vmaPageProt(vma), young: false, write: w, dirty: w && f.flags.dirty, softDirty: b.softDirty, uffdWp: b.uffdWp });
   writeLeaves(engine, mm, [{ va: v.va, level: 'pte', raw }]);
   return 'ok';
@@ -334,7 +334,7 @@ export function migrateToRam(engine: Engine, dev: FolioInfo): FaultOutcome {
         const e = viewLeaf(engine, { va: m.address, level: m.level as LeafLevel, raw: m.raw });
         if ((e.kind !== 'DP-R' && e.kind !== 'DP-W') || e.folio?.id !== dev.id) continue;
         const w = e.kind === 'DP-W';
-        if (w || pageExclusive(engine, dev, e.page)) for (let i = 0; i < leafPages(e.level); i++) exclusive.push(e.page + i);
+        if (w || engine.folios.anonExclusive(dev.id, e.page)) for (let i = 0; i < leafPages(e.level); i++) exclusive.push(e.page + i);
         const b = e.entry.bits;
         const raw = presentRaw(e.level, base + e.page, { ...vmaPageProt(c.vma), write: w, softDirty: b.softDirty, uffdWp: b.uffdWp });
         if (!writes.has(c.mm)) writes.set(c.mm, []);

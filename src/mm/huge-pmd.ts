@@ -35,7 +35,7 @@ export function splitHugePmd(engine: Engine, mm: Mm, vma: Vma, addr: number, fre
   }
   const f = pmd.folio;
   if (freeze && (pmd.kind === 'PMD' || pmd.kind === 'PN') && f && bits) {
-    const exclusive = engine.folios.lookup(f.namespace, f.number)?.anonExclusive === true;
+    const exclusive = engine.folios.anonExclusive(f.id, 0);
     const kind = migEntryKind(engine, f, 0, bits.write);
     if (!exclusive || tryShareAnon(engine, f, 0, f.nrPages)) {
       if (bits.dirty) engine.folios.setFlags(f.id, { dirty: true }); // step 5: the PMD's dirty goes to the folio
@@ -45,7 +45,7 @@ export function splitHugePmd(engine: Engine, mm: Mm, vma: Vma, addr: number, fre
       return pmd;
     }
   }
-  const headExclusive = f ? engine.folios.lookup(f.namespace, f.number)?.anonExclusive === true : false;
+  const headExclusive = f ? engine.folios.anonExclusive(f.id, 0) : false;
   mm.splitPmd(block);
   if (f && headExclusive) engine.folios.setAnonExclusive(f.id, 0, f.nrPages, true);
   const accessible = vma.flags.read || vma.flags.write || vma.flags.exec;

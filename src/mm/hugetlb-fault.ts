@@ -6,7 +6,7 @@ import type { FaultOutcome } from './errno.js';
 import { NONE_RAW, putFolio, viewLeaf, writeLeaves, type LeafView } from './leaf.js';
 import { folioMoveAnonRmap, newAnonRmap } from './rmap-primitives.js';
 import { opsState } from './state.js';
-import { allocFolio, copyTags, faultEntry, installLeaves, pageExclusive } from './wp-fault.js';
+import { allocFolio, copyTags, faultEntry, installLeaves } from './wp-fault.js';
 
 /**
  * hugetlb_fault: faults in a hugetlb VMA, at its own level (PMD for 2 MiB, PUD for 1 GiB). The spec's fault
@@ -94,7 +94,7 @@ function hugetlbWp(engine: Engine, mm: Mm, vma: Vma, v: LeafView): FaultOutcome 
   const f = v.folio!;
   const p = v.entry.present!;
   const reuse = vma.flags.shared ||
-    (f.anon && (pageExclusive(engine, f, 0) || (f.mapcount === 1 && !opsState(engine).pinned(f.id))));
+    (f.anon && (engine.folios.anonExclusive(f.id, 0) || (f.mapcount === 1 && !opsState(engine).pinned(f.id))));
   if (reuse) {
     if (f.anon && !vma.flags.shared) {
       folioMoveAnonRmap(engine, f.id, vma);

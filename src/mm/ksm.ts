@@ -160,7 +160,7 @@ function stableTreeAppend(engine: Engine, item: ScanItem, vma: Vma, node: Stable
 function writeProtectPage(engine: Engine, pending: Pending, mm: Mm, leaf: LeafView): RawEntry | null {
   const f = leaf.folio!;
   const bits = leaf.entry.present!;
-  const exclusive = engine.page(f.namespace, f.number)!.anonExclusive;
+  const exclusive = engine.folios.anonExclusive(f.id, 0);
   if (!bits.write && !leaf.entry.bits.dirty && !exclusive) return leaf.raw;
   if (opsState(engine).pinned(f.id)) return null; // refcount ≠ mapcount + 1
   if (exclusive && !tryShareAnon(engine, f, 0, 1)) return null;

@@ -13,7 +13,7 @@ import { leavesIn, presentRaw, softleafRaw, vmaPageProt, writeLeaves, type LeafV
 import { isolateRange, vmaMergeAround } from './vma-split.js';
 import { CPU_ACCESS_TRIES } from './access.js';
 import { handleMmFault } from './fault.js';
-import { faultLeafAt, pageExclusive } from './wp-fault.js';
+import { faultLeafAt } from './wp-fault.js';
 
 /**
  * mprotect(2) (kernel-operations.md §3): do_mprotect_pkey's argument checks in kernel order (§3.1), then per
@@ -179,7 +179,7 @@ export function canChangeWritable(engine: Engine, vma: Vma, leaf: LeafView, bits
   if (vma.flags.shared) return bits.dirty === true;
   const f = leaf.folio;
   if (bits.special || !f || !f.anon) return false;
-  return pageExclusive(engine, f, leaf.page);
+  return engine.folios.anonExclusive(f.id, leaf.page);
 }
 
 /**

@@ -52,7 +52,7 @@ export function tryDupAnon(engine: Engine, f: FolioInfo, page: number, count: nu
 /** Would try-dup fail (fork's planning asks before changing anything)? */
 export function dupWouldFail(engine: Engine, f: FolioInfo, page: number, count: number, src: Mm): boolean {
   if (!f.anon || f.devicePrivate || !maybePinned(engine, f.id, src)) return false;
-  for (let i = 0; i < count; i++) if (engine.folios.lookup(f.namespace, f.number + page + i)?.anonExclusive) return true;
+  for (let i = 0; i < count; i++) if (engine.folios.anonExclusive(f.id, page + i)) return true;
   return false;
 }
 
@@ -71,7 +71,7 @@ export function migEntryKind(engine: Engine, f: FolioInfo, page: number, writabl
   const dpTypes = f.devicePrivate && engine.softleaf.typeOf['migration-device-private-read'] !== undefined;
   const pre = dpTypes ? 'migration-device-private-' : 'migration-';
   if (writable) return `${pre}write` as PfnSoftleafKind;
-  const exclusive = f.anon && engine.folios.lookup(f.namespace, f.number + page)?.anonExclusive === true;
+  const exclusive = f.anon && engine.folios.anonExclusive(f.id, page);
   return (exclusive ? `${pre}read-exclusive` : `${pre}read`) as PfnSoftleafKind;
 }
 

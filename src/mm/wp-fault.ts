@@ -71,11 +71,6 @@ export function installLeaves(engine: Engine, mm: Mm, leaves: readonly Leaf[]): 
   }
 }
 
-/** Is page `page` of folio `f` AnonExclusive? */
-export function pageExclusive(engine: Engine, f: FolioInfo, page: number): boolean {
-  return engine.page(f.namespace, f.number + page)?.anonExclusive === true;
-}
-
 /**
  * do_wp_page / do_huge_pmd_wp_page (§5.6): a write fault on the read-only present leaf `v` (P, PL, ZP, a
  * special entry, a PMD or HZP) that maps `addr` in `vma`.
@@ -98,7 +93,7 @@ function wpPte(engine: Engine, mm: Mm, vma: Vma, addr: number, v: LeafView): Fau
   if (vma.flags.shared && v.kind !== 'ZP') return wpPageReuse(engine, mm, v);
   const f = v.folio;
   if (v.kind !== 'ZP' && f && f.anon && !f.flags.ksm && !f.devicePrivate) {
-    if (pageExclusive(engine, f, v.page) || wpCanReuseAnonFolio(engine, mm, vma, f)) {
+    if (engine.folios.anonExclusive(f.id, v.page) || wpCanReuseAnonFolio(engine, mm, vma, f)) {
       engine.folios.setAnonExclusive(f.id, v.page, 1, true);
       return wpPageReuse(engine, mm, v);
     }
@@ -179,7 +174,7 @@ export function doHugePmdWpPage(engine: Engine, mm: Mm, vma: Vma, addr: number, 
       opsState(engine).alloc.free(id);
     }
   } else if (f && f.anon && !f.flags.ksm) {
-    if (pageExclusive(engine, f, 0)) return wpPageReuse(engine, mm, v);
+    if (engine.folios.anonExclusive(f.id, 0)) return wpPageReuse(engine, mm, v);
     if (!f.flags.locked && f.mapcount === 1 && !opsState(engine).pinned(f.id)) {
       folioMoveAnonRmap(engine, f.id, vma);
       engine.folios.setAnonExclusive(f.id, 0, f.nrPages, true);

@@ -306,6 +306,11 @@ export class Folios {
     return Array.from({ length: f.nrPages / step }, (_, k) => id + k * step);
   }
 
+  /** Is page `page` of a folio AnonExclusive (kernel-operations.md §0.3)? */
+  anonExclusive(id: FolioId, page: number): boolean {
+    return (this.wasm.exports.pageFlags(id + page) & PG_ANON_EXCLUSIVE) !== 0;
+  }
+
   /** Set or clear AnonExclusive on `count` pages of a folio from page `page` (kernel-operations.md §0.3). */
   setAnonExclusive(id: FolioId, page: number, count: number, on: boolean): void {
     this.require(id);
